@@ -1,0 +1,3 @@
+from statechange.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The ``statechange`` command. Each module of this package is one subcommand: it defines
+``register(subparsers)``, adds its arguments, and sets ``func`` to a function that only turns the
+parsed arguments into a call of the library API. Nothing outside this package imports it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from statechange import __version__
+from statechange.errors import StateChangeError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="statechange",
+        description="Learn and find object state changes (initial state, action, end state) in videos.",
+    )
+    parser.add_argument("--version", action="version", version=f"statechange {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except StateChangeError as error:
+        print(f"statechange {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"statechange {args.command}: interrupted.", file=sys.stderr)
+        return 130

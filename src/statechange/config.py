@@ -1,0 +1,136 @@
+"""Every constant of the method, with the value of the paper / release as its default.
+
+The dataclasses are plain data: they serialise to JSON (``asdict``) inside checkpoints and are
+rebuilt from it with ``from_dict``, so a checkpoint always carries the exact settings it was made
+with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# CLIP's input normalisation (OpenAI's preprocessing), used for every CLIP backbone.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# SHA-256 of OpenAI's ViT-L/14 TorchScript archive, the file the release loads.
+OPENAI_VIT_L14_SHA256 = "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"
+
+
+@dataclass(frozen=True)
+class FrameConfig:
+    """How videos become frames (METHOD.md, "Frames")."""
+
+    fps: float = 1.0  # one frame per second; frame i <-> annotation row i
+    width: int = 398  # decoded width (aspect ratio not kept)
+    height: int = 224  # decoded height
+    crop: int = 224  # square crop fed to the backbone; eval: centre, train: random offset
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone and the two heads (METHOD.md, "Model")."""
+
+    backbone: str = "vit_large_patch14_clip_quickgelu_224"  # OpenAI CLIP ViT-L/14 image tower
+    hidden_sizes: tuple[int, ...] = (4096,)  # hidden layers of each head MLP (ReLU)
+    image_size: int = 224
+
+
+@dataclass(frozen=True)
+class PseudoLabelConfig:
+    """The causal ordering constraint and the frames it labels (METHOD.md, "Pseudo-labels")."""
+
+    max_distance: int = 500  # D: max frames between initial state and action, and action and end state
+    n_frames_per_target: int = 3  # n: frames per pseudo-ground-truth, offsets -1, 0, +1
+    kappa: int = 60  # seconds before/after the action used as action-background frames
+    chunk_size: int = 64  # frames per forward pass during the no-grad decode pass (memory knob only)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weighting (METHOD.md, "Loss")."""
+
+    action_loss_weight: float = 0.2  # batch loss = state + 0.2 * action
+    relevance_temperature: float = 0.001  # w = sigmoid((r - theta_c) / 0.001)
+    ignore_video_weight: bool = False  # w = 1 for datasets without relevance scores
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisers and schedule (METHOD.md, "Optimisation"; release defaults)."""
+
+    n_epochs: int = 20
+    local_batch_size: int = 2  # videos per process per step; the paper used 32 GPUs -> batch 64
+    lr: float = 1e-4  # heads, SGD
+    momentum: float = 0.9  # heads, SGD
+    weight_decay: float = 1e-3  # heads, SGD
+    lr_backbone: float = 1e-5  # backbone, AdamW, only with train_backbone
+    weight_decay_backbone: float = 0.0  # backbone, AdamW
+    warmup_epochs: float = 5.0  # linear warm-up length, in epochs' worth of steps
+    train_backbone: bool = False  # fine-tune the backbone end to end (the paper's main setting)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """One random transform per video, identical on all its frames (METHOD.md, "Optimisation")."""
+
+    enabled: bool = False
+    horizontal_flip_p: float = 0.5
+    vertical_flip_p: float = 0.1
+    crop_pad_p: float = 0.5
+    crop_pad_range: tuple[float, float] = (-0.05, 0.10)  # per side, fraction of the side length
+    affine_p: float = 0.5
+    affine_scale: tuple[float, float] = (0.8, 1.2)  # per axis
+    affine_translate: float = 0.2  # +- fraction of the side length
+    affine_rotate: float = 15.0  # +- degrees
+    affine_shear: float = 16.0  # +- degrees
+    max_photometric: int = 4  # 0..4 of blur / sharpen / brightness / hue-saturation, random order
+    blur_gaussian_sigma: tuple[float, float] = (0.0, 3.0)
+    blur_box_size: tuple[int, int] = (2, 3)
+    blur_median_size: tuple[int, int] = (3, 5)
+    sharpen_alpha: tuple[float, float] = (0.0, 1.0)
+    sharpen_lightness: tuple[float, float] = (0.75, 1.5)
+    brightness_shift: tuple[int, int] = (-10, 10)  # added to uint8 values
+    brightness_per_channel_p: float = 0.5
+    hue_saturation_shift: tuple[int, int] = (-20, 20)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``statechange train`` needs besides paths."""
+
+    frames: FrameConfig = field(default_factory=FrameConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pseudo_labels: PseudoLabelConfig = field(default_factory=PseudoLabelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast on the forward passes)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a (nested) config dataclass from ``to_dict`` output; unknown keys are an error."""
+    kwargs: dict[str, Any] = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"Unknown {cls.__name__} settings: {sorted(unknown)}.")
+    for name, value in data.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value)
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
