@@ -132,7 +132,7 @@ def _prepare(
             raise ValueError(f"{name} must hold floating-point probabilities, got {tensor.dtype}.")
     dtype = torch.float64 if any(t.dtype == torch.float64 for _, t in named) else torch.float32
     batched = [t.to(dtype).unsqueeze(0) if t.dim() == 1 else t.to(dtype) for _, t in named]  # [B, T]
-    for (name, _), tensor in zip(named, batched):
+    for (name, _), tensor in zip(named, batched, strict=True):
         if tensor.numel() == 0:
             continue
         low, high = torch.aminmax(tensor)  # NaN propagates into both
