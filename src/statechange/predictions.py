@@ -1,0 +1,142 @@
+"""The project's one file format for per-second predictions.
+
+Layout: ``<DIR>/<category>/<video_id>.csv``, one row per second of the video::
+
+    second,initial_state,action,end_state
+    0,0.0123,0.00017,0.9031
+    1,...
+
+The values are the probabilities P_s1, P_a, P_s2 of the video's category, written as the shortest
+decimal that reads back as the same float32, so scoring a file equals scoring the arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from statechange.data.index import video_id_of
+from statechange.errors import StateChangeError
+
+HEADER = ("second", "initial_state", "action", "end_state")
+SUFFIX = ".csv"
+
+Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # (initial, action, end), float32 [T] each
+
+
+def prediction_path(directory: str | Path, category: str, video_id: str) -> Path:
+    """Where the predictions of ``category/video_id`` live under ``directory``."""
+    return Path(directory) / category / f"{video_id}{SUFFIX}"
+
+
+def _column(values: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().float().numpy()
+    array = np.asarray(values, dtype=np.float32)
+    if array.ndim != 1:
+        raise ValueError(f"The {name} predictions must be 1-D [T], got shape {array.shape}.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"The {name} predictions contain NaN or infinite values.")
+    return array
+
+
+def write_predictions(
+    path: str | Path,
+    initial: np.ndarray | torch.Tensor,
+    action: np.ndarray | torch.Tensor,
+    end: np.ndarray | torch.Tensor,
+) -> Path:
+    """Write one video's per-second probabilities [T] (parent folders are created); returns the path."""
+    columns = [_column(initial, "initial state"), _column(action, "action"), _column(end, "end state")]
+    if len({len(c) for c in columns}) != 1:
+        raise ValueError(f"Predictions differ in length: {[len(c) for c in columns]}.")
+    lines = [",".join(HEADER)]
+    # str() of a numpy float32 is the shortest decimal that reads back as the same float32.
+    lines += [f"{second},{a},{b},{c}" for second, (a, b, c) in enumerate(zip(*columns, strict=True))]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _parse_row(path: Path, line_number: int, line: str, expected_second: int) -> tuple[float, float, float]:
+    """The three probabilities of one data row, checked."""
+    fields = line.split(",")
+    if len(fields) != len(HEADER):
+        raise StateChangeError(
+            f"{path} line {line_number}: expected {len(HEADER)} comma-separated columns "
+            f"({','.join(HEADER)}), found {len(fields)}; fix or rewrite the file."
+        )
+    try:
+        second = int(fields[0])
+    except ValueError:
+        raise StateChangeError(
+            f"{path} line {line_number}: the second {fields[0]!r} is not an integer; fix or rewrite the file."
+        ) from None
+    if second != expected_second:
+        raise StateChangeError(
+            f"{path} line {line_number}: expected second {expected_second}, found {second}; "
+            "rows must be seconds 0, 1, 2, ... in order."
+        )
+    values = []
+    for name, text in zip(HEADER[1:], fields[1:], strict=True):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value <= 1.0:  # also rejects NaN
+            raise StateChangeError(
+                f"{path} line {line_number}: {name} {text.strip()!r} is not a probability in [0, 1]; "
+                "fix or rewrite the file."
+            )
+        values.append(value)
+    return values[0], values[1], values[2]
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """Read a prediction file: (initial, action, end) float32 numpy [T], T >= 1."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise StateChangeError(f"Prediction file {path} does not exist; check the path.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise StateChangeError(f"Prediction file {path} cannot be read as text ({error}); rewrite it.") from None
+    lines = text.splitlines()
+    header = [field.strip() for field in lines[0].split(",")] if lines else []
+    if tuple(header) != HEADER:
+        found = lines[0] if lines else ""
+        raise StateChangeError(
+            f"{path} line 1: expected the header {','.join(HEADER)!r}, found {found!r}; "
+            "write prediction files with statechange.predictions.write_predictions."
+        )
+    rows: list[tuple[float, float, float]] = []
+    for line_number, line in enumerate(lines[1:], start=2):
+        if line.strip():
+            rows.append(_parse_row(path, line_number, line, expected_second=len(rows)))
+    if not rows:
+        raise StateChangeError(f"{path} has a header but no rows; write one row per second of the video.")
+    table = np.asarray(rows, dtype=np.float32)  # [T, 3]
+    return table[:, 0].copy(), table[:, 1].copy(), table[:, 2].copy()
+
+
+def find_prediction_files(directory: str | Path) -> dict[str, Path]:
+    """Every ``<directory>/<category>/<video_id>.csv``, as {"category/video_id": path}, sorted."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise StateChangeError(f"Prediction folder {directory} does not exist; check the path.")
+    found: dict[str, Path] = {}
+    for category_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        for path in sorted(category_dir.glob(f"*{SUFFIX}")):
+            if not path.is_file():
+                continue
+            key = f"{category_dir.name}/{video_id_of(path)}"
+            if key in found:
+                raise StateChangeError(
+                    f"Prediction files {found[key]} and {path} are both for video {key}; remove one of them."
+                )
+            found[key] = path
+    return found
