@@ -1,0 +1,112 @@
+"""``statechange train``: self-supervised training on ChangeIt-format data (names follow the release)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from statechange.config import (
+    AugmentConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    PseudoLabelConfig,
+    TrainConfig,
+)
+
+EXAMPLES = """examples:
+  statechange train --video-roots videos --dataset-root ChangeIt --clip-weights ViT-L-14.pt \\
+      --train-backbone --augment --output runs/changeit            # the paper's setting (per GPU)
+  torchrun --nproc-per-node 8 -m statechange train ...             # one node, 8 GPUs
+  srun --ntasks-per-node 8 --gpus-per-task 1 statechange train ... # SLURM, any number of nodes
+  statechange train --video-roots my_videos --dataset-root my_dataset --ignore-video-weight \\
+      --backbone efficientnet_lite0 --device cpu --output runs/mine   # own videos, CPU
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    model, optim, labels = ModelConfig(), OptimConfig(), PseudoLabelConfig()
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from videos labelled only by category",
+        description="Self-supervised multi-task training (Soucek et al., TPAMI 2024). Defaults are the paper's.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--video-roots", nargs="+", type=Path, required=True, metavar="DIR",
+                      help="folders holding <category>/<video_id>.<ext>")
+    data.add_argument("--dataset-root", type=Path, default=None, metavar="DIR",
+                      help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout)")
+    data.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                      help="frame cache made by `statechange extract` (default: decode on the fly)")
+    data.add_argument("--feature-cache", type=Path, default=None, metavar="DIR",
+                      help="where frozen-backbone features are kept (default: OUTPUT/features)")
+    data.add_argument("--ignore-video-weight", action="store_true",
+                      help="weight 1 for every video (datasets without relevance scores)")
+    data.add_argument("--num-workers", type=int, default=2, help="data-loading processes per GPU/process")
+
+    net = parser.add_argument_group("model")
+    net.add_argument("--backbone", default=model.backbone,
+                     help="timm model name, 'efficientnet_lite0' (CPU runs) or 'tiny' (tests)")
+    net.add_argument("--clip-weights", type=Path, default=None, metavar="PATH",
+                     help="backbone weights: OpenAI ViT-L-14.pt, open_clip/timm file, HF CLIP folder or checkpoint")
+    net.add_argument("--hidden-sizes", type=int, nargs="*", default=list(model.hidden_sizes),
+                     help="hidden layers of each head")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--train-backbone", action="store_true", help="fine-tune the backbone end to end (AdamW)")
+    opt.add_argument("--augment", action="store_true", help="augment every video (one transform per video)")
+    opt.add_argument("--n-epochs", type=int, default=optim.n_epochs)
+    opt.add_argument("--local-batch-size", type=int, default=optim.local_batch_size, help="videos per process")
+    opt.add_argument("--lr", type=float, default=optim.lr, help="heads (SGD)")
+    opt.add_argument("--lr-backbone", type=float, default=optim.lr_backbone, help="backbone (AdamW)")
+    opt.add_argument("--weight-decay", type=float, default=optim.weight_decay)
+    opt.add_argument("--weight-decay-backbone", type=float, default=optim.weight_decay_backbone)
+    opt.add_argument("--warmup-epochs", type=float, default=optim.warmup_epochs)
+    opt.add_argument("--n-frames-per-gt", type=int, default=labels.n_frames_per_target)
+    opt.add_argument("--kappa", type=int, default=labels.kappa, help="seconds from the action to its background")
+    opt.add_argument("--max-distance", type=int, default=labels.max_distance,
+                     help="D: most frames between state and action in the decode")
+    opt.add_argument("--chunk-size", type=int, default=labels.chunk_size, help="frames per no-grad forward")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output", type=Path, required=True, metavar="DIR", help="checkpoints and logs")
+    run.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: this process's GPU, else cpu)")
+    run.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
+                     help="end this run after epoch E (e.g. a job time limit); continue later with --resume")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    parser.set_defaults(func=run_train)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    default = TrainConfig()
+    return replace(
+        default,
+        model=ModelConfig(backbone=args.backbone, hidden_sizes=tuple(args.hidden_sizes)),
+        pseudo_labels=PseudoLabelConfig(max_distance=args.max_distance, n_frames_per_target=args.n_frames_per_gt,
+                                        kappa=args.kappa, chunk_size=args.chunk_size),
+        loss=replace(LossConfig(), ignore_video_weight=args.ignore_video_weight),
+        optim=OptimConfig(n_epochs=args.n_epochs, local_batch_size=args.local_batch_size, lr=args.lr,
+                          lr_backbone=args.lr_backbone, weight_decay=args.weight_decay,
+                          weight_decay_backbone=args.weight_decay_backbone, warmup_epochs=args.warmup_epochs,
+                          train_backbone=args.train_backbone),
+        augment=replace(AugmentConfig(), enabled=args.augment),
+        seed=args.seed,
+        precision=args.precision,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from statechange.train import TrainOptions, TrainPaths, train
+
+    paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=args.dataset_root, output=args.output,
+                       frame_cache=args.cache, feature_cache=args.feature_cache, weights=args.clip_weights)
+    options = TrainOptions(device=args.device, resume=args.resume, num_workers=args.num_workers,
+                           progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch)
+    train(config_from_args(args), paths, options)
+    return 0

@@ -1,0 +1,522 @@
+"""Self-supervised multi-task training (METHOD.md): ``train(config, paths)`` reads top to bottom.
+
+Every step, for each video of the batch (category c, T frames):
+  1. a no-grad pass over all T frames, in chunks, with the current model -> P_s1, P_s2, P_a;
+  2. the causal-ordering decode (s1, a, s2) with D = 500;
+  3. 15 frames around s1, a, s2, a - kappa, a + kappa and their pseudo-labels (``targets``);
+then one forward/backward pass over the batch's 15-frame sets with the noise-adaptive video weights.
+
+A frozen backbone without augmentation never changes a frame's features, so in that case every
+video's features are computed once (``features.FeatureStore``) and steps 1-3 run on the heads only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from statechange import distributed
+from statechange.checkpoint import load_checkpoint, save_checkpoint
+from statechange.config import TrainConfig, to_dict
+from statechange.data.augment import VideoAugmentation, sample_augmentation
+from statechange.data.cache import FrameCache, load_frames
+from statechange.data.decode import VideoDecodeError
+from statechange.data.index import DatasetIndex, IndexedVideo, build_index
+from statechange.errors import StateChangeError
+from statechange.evaluate import evaluate
+from statechange.features import FeatureStore, backbone_fingerprint
+from statechange.inference import autocast, prepare_frames, video_features, video_logits
+from statechange.labels import category_probabilities
+from statechange.model import StateChangeModel, build_model
+from statechange.ordering import best_triplet
+from statechange.targets import PseudoLabels, pseudo_labels
+
+LOG_FILE = "log.jsonl"
+LAST, BEST = "last", "best"
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    video_roots: tuple[Path, ...]
+    dataset_root: Path | None
+    output: Path
+    frame_cache: Path | None = None  # from `statechange extract`; None: decode on the fly
+    feature_cache: Path | None = None  # default: <output>/features
+    weights: Path | None = None  # --clip-weights: pretrained backbone weights
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    device: str | None = None
+    resume: bool = False
+    num_workers: int = 2  # data-loading processes per rank
+    progress: bool = True
+    evaluate_every: int = 1  # epochs
+    stop_after_epoch: int | None = None  # end this run early (e.g. a cluster's time limit); --resume continues
+
+
+@dataclass
+class TrainResult:
+    model: StateChangeModel
+    categories: list[str]
+    summary: dict[str, Any]  # the last validation's metrics summary (empty without annotated videos)
+    epochs_run: list[int]
+
+
+@dataclass
+class _Item:
+    """One training video as the data loader delivers it."""
+
+    position: int  # index into the training list
+    frames: np.ndarray | None = None  # uint8 [T, H, W, 3], frame mode
+    features: torch.Tensor | None = None  # float32 [T, F], feature mode
+    error: str | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames) if self.frames is not None else len(self.features)
+
+
+class _TrainingVideos(Dataset):
+    """Training videos as frames (from the frame cache or decoded) or as stored features."""
+
+    def __init__(self, videos: list[IndexedVideo], config: TrainConfig, frame_cache: FrameCache | None,
+                 feature_store: FeatureStore | None) -> None:
+        self.videos, self.config, self.frame_cache, self.feature_store = videos, config, frame_cache, feature_store
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, position: int) -> _Item:
+        video = self.videos[position]
+        if self.feature_store is not None:
+            features = self.feature_store.get(video.video)
+            if features is None:
+                return _Item(position, error="its features could not be computed (see the feature pass above)")
+            return _Item(position, features=features)
+        frames_config = self.config.frames
+        try:
+            frames = load_frames(video.video, self.frame_cache, fps=frames_config.fps,
+                                 size=(frames_config.width, frames_config.height))
+        except VideoDecodeError as error:
+            return _Item(position, error=error.reason)
+        return _Item(position, frames=frames)
+
+
+class _TrainStep(torch.nn.Module):
+    """What DDP wraps: the model on frames, or its heads alone on stored features."""
+
+    def __init__(self, model: StateChangeModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor, from_features: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.heads(inputs) if from_features else self.model(inputs)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warm-up from 0, then half a cosine down to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def augmentation_seed(seed: int, epoch: int, position: int) -> int:
+    """The seed of one video's augmentation in one epoch: independent of ranks, workers and resumes."""
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
+
+
+def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainOptions()) -> TrainResult:
+    """Train a model, writing checkpoints and logs to ``paths.output``."""
+    context = distributed.setup(options.device)
+    try:
+        return _train(config, paths, options, context)
+    finally:
+        distributed.cleanup()
+
+
+def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
+           context: distributed.DistributedContext) -> TrainResult:
+    device, is_main = context.device, context.is_main
+    log = _Logger(paths.output, enabled=is_main)
+    torch.manual_seed(config.seed)
+
+    # ---- data ----------------------------------------------------------------------------------
+    index = build_index(paths.video_roots, paths.dataset_root, config.loss.ignore_video_weight)
+    log.print(index.report.format())
+    train_videos, test_videos = index.train, index.test
+    batch_size, world_size = config.optim.local_batch_size, context.world_size
+    steps_per_epoch = len(train_videos) // (batch_size * world_size)
+    if steps_per_epoch == 0:
+        raise StateChangeError(
+            f"{len(train_videos)} training videos cannot fill one step of {batch_size} videos x {world_size} "
+            "processes: add videos or lower --local-batch-size."
+        )
+    weights = torch.tensor([index.weight_of(v, config.loss.relevance_temperature) for v in train_videos])
+    frame_cache = FrameCache(paths.frame_cache) if paths.frame_cache is not None else None
+
+    # ---- model and optimisers ------------------------------------------------------------------
+    model = build_model(config.model, len(index.categories), weights=paths.weights, seed=config.seed).to(device)
+    train_backbone = config.optim.train_backbone
+    model.backbone.requires_grad_(train_backbone)
+    use_features = not train_backbone and not config.augment.enabled
+    head_parameters = [*model.state_head.parameters(), *model.action_head.parameters()]
+    optimizers = [torch.optim.SGD(head_parameters, lr=config.optim.lr, momentum=config.optim.momentum,
+                                  weight_decay=config.optim.weight_decay)]
+    if train_backbone:
+        optimizers.append(torch.optim.AdamW(model.backbone.parameters(), lr=config.optim.lr_backbone,
+                                            weight_decay=config.optim.weight_decay_backbone))
+    warmup_steps = round(config.optim.warmup_epochs * steps_per_epoch)
+    total_steps = config.optim.n_epochs * steps_per_epoch
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: warmup_cosine(s, warmup_steps, total_steps))
+                  for o in optimizers]
+
+    start_epoch, best_precision = 1, -math.inf
+    if options.resume:
+        start_epoch, best_precision = _resume(paths.output / LAST, model, optimizers, schedulers, config, index, log)
+
+    # ---- features, once, when the backbone is frozen and frames are not augmented ----------------
+    feature_store = None
+    if use_features:
+        fingerprint = backbone_fingerprint(model.backbone, config.model.backbone, config.frames)
+        feature_store = FeatureStore(paths.feature_cache or paths.output / "features", fingerprint)
+        _compute_features(model, [*train_videos, *test_videos], feature_store, frame_cache, config, context, log,
+                          options.progress)
+
+    step_module = _TrainStep(model)
+    if context.is_distributed:
+        step_module = torch.nn.parallel.DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    dataset = _TrainingVideos(train_videos, config, frame_cache, feature_store)
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=context.rank, shuffle=True,
+                                 seed=config.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                        num_workers=options.num_workers, collate_fn=list,
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+    skipped_undecodable: set[str] = set()
+    summary: dict[str, Any] = {}
+
+    log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
+              f"process(es) x {batch_size} videos per step, {steps_per_epoch} steps per epoch, "
+              f"{'stored backbone features' if use_features else 'frames'}, device {device}")
+
+    # ---- epochs --------------------------------------------------------------------------------
+    last_epoch = config.optim.n_epochs if options.stop_after_epoch is None else min(
+        config.optim.n_epochs, options.stop_after_epoch)
+    epochs_run = []
+    for epoch in range(start_epoch, last_epoch + 1):
+        epochs_run.append(epoch)
+        sampler.set_epoch(epoch)
+        _training_mode(model, train_backbone)
+        totals = torch.zeros(5, dtype=torch.float64)  # loss, state loss, action loss, grad norm, steps
+        too_short = 0
+        started = time.time()
+        batches = tqdm(loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step", disable=not
+                       (is_main and options.progress), file=sys.stderr, leave=False)
+        for batch in batches:
+            prepared = []
+            for item in batch:
+                video = train_videos[item.position]
+                if item.error is not None:
+                    if video.key not in skipped_undecodable:
+                        skipped_undecodable.add(video.key)
+                        log.print(f"skipping {video.path}: {item.error}")
+                    continue
+                if item.n_frames < 3:
+                    too_short += 1
+                    continue
+                augmentation = _augmentation(config, epoch, item.position) if not use_features else None
+                try:
+                    prepared.append(_pseudo_labelled_inputs(model, item, video, augmentation,
+                                                            len(index.categories), config, device))
+                except _NonFiniteError:
+                    _diverged(epoch, paths.output)
+            losses = _optimisation_step(step_module, prepared, weights, config, device, use_features, world_size,
+                                        optimizers, schedulers, model)
+            if not math.isfinite(losses[0]):
+                _diverged(epoch, paths.output)
+            totals += torch.tensor([*losses, 1.0], dtype=torch.float64)
+            batches.set_postfix(loss=f"{losses[0]:.3f}")
+
+        counts = distributed.all_reduce_sum(torch.tensor([too_short], dtype=torch.float64, device=device)).cpu()
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": totals[0].item() / max(1, totals[4].item()),
+            "state_loss": totals[1].item() / max(1, totals[4].item()),
+            "action_loss": totals[2].item() / max(1, totals[4].item()),
+            "grad_norm": totals[3].item() / max(1, totals[4].item()),
+            "lr": schedulers[0].get_last_lr()[0],
+            "lr_backbone": schedulers[1].get_last_lr()[0] if train_backbone else None,
+            "skipped_undecodable": len(skipped_undecodable),
+            "skipped_too_short": int(counts[0].item()),
+            "seconds": round(time.time() - started, 2),
+        }
+
+        # ---- validation and checkpoints --------------------------------------------------------
+        if test_videos and (epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs):
+            result = evaluate(model, test_videos, device, frame_cache, feature_store, config.frames,
+                              config.pseudo_labels.chunk_size, config.precision, progress=is_main and options.progress)
+            summary = result.metrics.summary()
+            record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
+            record["validation_failed"] = len(result.failed)
+            log.print(result.metrics.format_table())
+        log.epoch(record)
+        if is_main:
+            metadata = {"train_config": to_dict(config), "epoch": epoch, "metrics": record.get("metrics")}
+            training_state = _training_state(epoch, optimizers, schedulers, best_precision)
+            precision_now = (record.get("metrics") or {}).get("state_precision")
+            if precision_now is not None and precision_now > best_precision:
+                best_precision = precision_now
+                training_state["best_state_precision"] = best_precision
+                save_checkpoint(paths.output / BEST, model, index.categories, metadata)
+            save_checkpoint(paths.output / LAST, model, index.categories, metadata, training_state)
+        distributed.barrier()
+    log.close()
+    return TrainResult(model, index.categories, summary, epochs_run)
+
+
+# ----------------------------------------------------------------------------------------------
+# one step
+
+
+def _augmentation(config: TrainConfig, epoch: int, position: int) -> VideoAugmentation | None:
+    if not config.augment.enabled:
+        return None  # the release trains on the centre crop without --augment
+    generator = torch.Generator().manual_seed(augmentation_seed(config.seed, epoch, position))
+    return sample_augmentation(config.augment, generator, (config.frames.width, config.frames.height),
+                               config.frames.crop)
+
+
+class _NonFiniteError(Exception):
+    """The model produced non-finite outputs (diverged)."""
+
+
+@dataclass
+class _Prepared:
+    inputs: torch.Tensor  # [5n, F] features or uint8 [5n, 3, crop, crop] frames, on the device
+    labels: PseudoLabels
+    position: int
+
+
+@torch.no_grad()
+def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: IndexedVideo,
+                            augmentation: VideoAugmentation | None, n_categories: int, config: TrainConfig,
+                            device: torch.device) -> _Prepared:
+    """Steps 1-3: no-grad pass over all frames, ordering decode, the 15 frames and their targets."""
+    model.eval()  # the decode sees the model as evaluation does (batch-norm statistics, no dropout)
+    if item.features is not None:
+        features = item.features.to(device)
+        state_logits, action_logits = model.heads(features)  # [T, 2N+1], [T, N+1]
+    else:
+        state_logits, action_logits = video_logits(model, item.frames, device, config.pseudo_labels.chunk_size,
+                                                   config.precision, augmentation, config.frames.crop)
+    _training_mode(model, config.optim.train_backbone)
+    if not (torch.isfinite(state_logits).all() and torch.isfinite(action_logits).all()):
+        raise _NonFiniteError(video.key)
+    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
+    triplet = best_triplet(initial, action, end, max_distance=config.pseudo_labels.max_distance).cpu()
+    labels = pseudo_labels(triplet, video.category_index, n_categories, item.n_frames, config.pseudo_labels)
+    if item.features is not None:
+        inputs = features[labels.frames.to(device)]
+    else:
+        inputs = prepare_frames(item.frames[labels.frames.numpy()], device, augmentation, config.frames.crop)
+    return _Prepared(inputs, labels, item.position)
+
+
+def _diverged(epoch: int, output: Path) -> None:
+    raise StateChangeError(
+        f"The loss became non-finite in epoch {epoch}; training stopped and the last good checkpoint in "
+        f"{output / LAST} is intact: lower --lr / --lr-backbone, or check the input videos, then --resume."
+    )
+
+
+def _training_mode(model: StateChangeModel, train_backbone: bool) -> None:
+    model.train()
+    if not train_backbone:
+        model.backbone.eval()  # frozen: batch-norm statistics and dropout stay as loaded
+
+
+def _optimisation_step(step_module: torch.nn.Module, prepared: list[_Prepared], weights: torch.Tensor,
+                       config: TrainConfig, device: torch.device, use_features: bool, world_size: int,
+                       optimizers: list[torch.optim.Optimizer], schedulers: list, model: StateChangeModel,
+                       ) -> tuple[float, float, float, float]:
+    """Forward/backward over the batch's pseudo-labelled frames and one optimiser step.
+
+    Returns (loss, state loss, action loss, gradient norm), the loss as optimised (summed over the
+    videos of every rank). A rank with no usable video still takes part with a zero-weight input so
+    that gradient all-reduces stay matched across ranks.
+    """
+    for optimizer in optimizers:
+        optimizer.zero_grad(set_to_none=True)
+    empty = not prepared
+    if empty:
+        prepared = [_placeholder(model, device, use_features, config)]
+    inputs = torch.cat([p.inputs for p in prepared])  # [B * 5n, ...]
+    n = len(prepared[0].labels.frames)
+    state_targets = torch.cat([p.labels.state_targets for p in prepared]).to(device)
+    state_mask = torch.cat([p.labels.state_mask for p in prepared]).to(device)
+    action_targets = torch.cat([p.labels.action_targets for p in prepared]).to(device)
+    video_weight = (torch.zeros(1) if empty else weights[[p.position for p in prepared]]).to(device)  # [B]
+
+    with autocast(device, config.precision):
+        state_logits, action_logits = step_module(inputs, use_features)
+    state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B * 5n]
+    action_loss = F.cross_entropy(action_logits.float(), action_targets, reduction="none")
+    state_loss = (state_loss.view(-1, n) * video_weight[:, None]).sum()
+    action_loss = config.loss.action_loss_weight * (action_loss.view(-1, n) * video_weight[:, None]).sum()
+    loss = state_loss + action_loss
+    if not config.optim.train_backbone:
+        loss = loss * world_size  # undo DDP's gradient averaging, as the release does
+    loss.backward()
+
+    values = torch.stack([loss.detach(), state_loss.detach(), action_loss.detach()]).double()
+    values = distributed.all_reduce_sum(values) / world_size  # the same numbers on every rank
+    if not torch.isfinite(values).all():
+        return (math.nan, math.nan, math.nan, math.nan)
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in parameters])).item()
+    for optimizer in optimizers:
+        optimizer.step()
+    for scheduler in schedulers:
+        scheduler.step()
+    return (values[0].item(), values[1].item(), values[2].item(), grad_norm)
+
+
+def _placeholder(model: StateChangeModel, device: torch.device, use_features: bool, config: TrainConfig) -> _Prepared:
+    """A zero-weight stand-in for a batch whose videos were all skipped."""
+    labels = pseudo_labels((0, 1, 2), 0, model.n_categories, 3, config.pseudo_labels)
+    size = len(labels.frames)
+    if use_features:
+        inputs = torch.zeros(size, model.feature_dim, device=device)
+    else:
+        inputs = torch.zeros(size, 3, config.frames.crop, config.frames.crop, dtype=torch.uint8, device=device)
+    return _Prepared(inputs, labels, -1)
+
+
+# ----------------------------------------------------------------------------------------------
+# features, checkpoints, logs
+
+
+def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store: FeatureStore,
+                      frame_cache: FrameCache | None, config: TrainConfig, context: distributed.DistributedContext,
+                      log: _Logger, progress: bool) -> None:
+    """Backbone features of every video not yet stored; the videos are shared across ranks."""
+    missing = [v for v in videos if store.get(v.video) is None]
+    if missing:
+        log.print(f"computing backbone features of {len(missing)} videos (once; stored in {store.directory})")
+    model.eval()
+    failures = []
+    shard = missing[context.rank :: context.world_size]
+    for video in tqdm(shard, desc="features", unit="video", disable=not (context.is_main and progress),
+                      file=sys.stderr, leave=False):
+        try:
+            frames = load_frames(video.video, frame_cache, fps=config.frames.fps,
+                                 size=(config.frames.width, config.frames.height))
+        except VideoDecodeError as error:
+            failures.append(f"skipping {video.path}: {error.reason}")
+            continue
+        if len(frames) == 0:
+            continue
+        store.put(video.video, video_features(model, frames, context.device, config.pseudo_labels.chunk_size,
+                                              config.precision, config.frames.crop).cpu())
+    for lines in distributed.all_gather_objects(failures):
+        for line in lines:
+            log.print(line)
+    distributed.barrier()
+
+
+def _training_state(epoch: int, optimizers: list, schedulers: list, best_precision: float) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "optimizers": [o.state_dict() for o in optimizers],
+        "schedulers": [s.state_dict() for s in schedulers],
+        "best_state_precision": best_precision,
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def _resume(directory: Path, model: StateChangeModel, optimizers: list, schedulers: list, config: TrainConfig,
+            index: DatasetIndex, log: _Logger) -> tuple[int, float]:
+    """Load the last checkpoint's weights and training state; returns (first epoch to run, best precision)."""
+    if not directory.exists():
+        log.print(f"--resume: no checkpoint at {directory} yet, starting from scratch")
+        return 1, -math.inf
+    checkpoint = load_checkpoint(directory, device="cpu")
+    if list(checkpoint.categories) != list(index.categories):
+        raise StateChangeError(
+            f"The checkpoint in {directory} was trained on categories {checkpoint.categories}, not the "
+            f"{index.categories} found now: resume with the same video roots or use another --output."
+        )
+    state = checkpoint.training_state
+    if state is None:
+        raise StateChangeError(f"{directory} holds no training state to resume from: use another --output.")
+    saved = checkpoint.metadata.get("train_config", {})
+    if saved and saved.get("optim", {}).get("n_epochs") != config.optim.n_epochs:
+        log.print(f"--resume: continuing to {config.optim.n_epochs} epochs (the run was started for "
+                  f"{saved.get('optim', {}).get('n_epochs')})")
+    model.load_state_dict(checkpoint.model.state_dict())
+    for optimizer, optimizer_state in zip(optimizers, state["optimizers"], strict=True):
+        optimizer.load_state_dict(optimizer_state)
+    for scheduler, scheduler_state in zip(schedulers, state["schedulers"], strict=True):
+        scheduler.load_state_dict(scheduler_state)
+    torch.set_rng_state(state["torch_rng"])
+    log.print(f"resumed from {directory} after epoch {state['epoch']}")
+    return int(state["epoch"]) + 1, float(state["best_state_precision"])
+
+
+class _Logger:
+    """Console lines, a JSON-lines file and TensorBoard scalars, all on the main process only."""
+
+    def __init__(self, output: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        if enabled:
+            output.mkdir(parents=True, exist_ok=True)
+            self.jsonl = output / LOG_FILE
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(output / "tensorboard"))
+            except ImportError:  # tensorboard is optional at run time
+                self.writer = None
+
+    def print(self, message: str) -> None:
+        if self.enabled:
+            tqdm.write(message, file=sys.stderr)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.jsonl, "a") as file:
+            file.write(json.dumps(record) + "\n")
+        metrics = record.get("metrics") or {}
+        line = (f"epoch {record['epoch']}: loss {record['loss']:.4f} (state {record['state_loss']:.4f}, action "
+                f"{record['action_loss']:.4f}), lr {record['lr']:.2e}, grad norm {record['grad_norm']:.3f}")
+        if metrics:
+            line += (f" | state P@1 {metrics['state_precision']:.1f}, action P@1 {metrics['action_precision']:.1f}, "
+                     f"joint {metrics['joint_state_precision']:.1f}/{metrics['joint_action_precision']:.1f}")
+        self.print(line)
+        if self.writer is not None:
+            for key in ("loss", "state_loss", "action_loss", "grad_norm", "lr"):
+                self.writer.add_scalar(f"train/{key}", record[key], record["epoch"])
+            for key, value in metrics.items():
+                if isinstance(value, int | float):
+                    self.writer.add_scalar(f"val/{key}", value, record["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
