@@ -30,6 +30,11 @@ class FrameConfig:
     height: int = 224  # decoded height
     crop: int = 224  # square crop fed to the backbone; eval: centre, train: random offset
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), the order FFmpeg's scale filter and the decoder take."""
+        return (self.width, self.height)
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from statechange import distributed
-from statechange.config import FrameConfig
+from statechange.checkpoint import load_checkpoint
+from statechange.config import FrameConfig, from_dict
 from statechange.data.cache import FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
-from statechange.data.index import IndexedVideo, read_annotation
+from statechange.data.index import IndexedVideo, build_index, read_annotation
+from statechange.errors import StateChangeError
 from statechange.features import FeatureStore
 from statechange.inference import video_logits
 from statechange.labels import category_probabilities
@@ -48,7 +50,7 @@ def category_logits(
     features = feature_store.get(video.video) if feature_store is not None else None
     if features is not None:
         return model.heads(features.to(device))
-    frames = load_frames(video.video, frame_cache, fps=frames_config.fps, size=(frames_config.width, frames_config.height))
+    frames = load_frames(video.video, frame_cache, fps=frames_config.fps, size=frames_config.size)
     return video_logits(model, frames, device, chunk_size, precision, None, frames_config.crop)
 
 
@@ -93,3 +95,49 @@ def _rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    video_roots: Sequence[Path],
+    dataset_root: Path,
+    device: torch.device,
+    frame_cache: Path | None = None,
+    predictions_out: Path | None = None,
+    precision: str = "fp32",
+    chunk_size: int = 64,
+    progress: bool = False,
+) -> EvaluationResult:
+    """Evaluate a saved checkpoint on the annotated videos of a dataset (categories matched by name)."""
+    loaded = load_checkpoint(checkpoint, device=device, load_training_state=False)
+    index = build_index(video_roots, dataset_root, ignore_video_weight=True)
+    unknown = sorted({v.category for v in index.test} - set(loaded.categories))
+    if unknown:
+        raise StateChangeError(
+            f"The dataset has annotated videos of categories the checkpoint {checkpoint} was not trained on "
+            f"({', '.join(unknown)}); evaluate with the video roots of its training categories."
+        )
+    if not index.test:
+        raise StateChangeError(f"No annotated video found for {dataset_root}/annotations in the video roots; "
+                               "check --video-roots and --dataset-root.")
+    videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
+    train_config = loaded.metadata.get("train_config") or {}
+    frames_config = from_dict(FrameConfig, train_config["frames"]) if "frames" in train_config else FrameConfig()
+    return evaluate(loaded.model, videos, device, FrameCache(frame_cache) if frame_cache else None, None,
+                    frames_config, chunk_size, precision, predictions_out, progress)
+
+
+def chance_metrics(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, float]:
+    """Expected metrics of uniformly random per-second probabilities, scored the same way (mean of draws)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = [(v, read_annotation(v.annotation)) for v in videos if v.annotation is not None]
+    totals: dict[str, float] = {}
+    for _ in range(draws):
+        accumulator = MetricsAccumulator()
+        for video, y in labels:
+            initial, action, end = torch.rand(3, len(y), generator=generator)
+            accumulator.add_video(initial, action, end, y, video.category, video.key)
+        for key, value in accumulator.summary().items():
+            if isinstance(value, float):
+                totals[key] = totals.get(key, 0.0) + value / draws
+    return totals

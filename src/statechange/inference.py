@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from statechange.checkpoint import load_checkpoint
+from statechange.config import FrameConfig, from_dict
 from statechange.data.augment import VideoAugmentation, training_view
+from statechange.data.decode import iter_frame_chunks
+from statechange.errors import StateChangeError
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
+from statechange.ordering import best_triplet
 
 Frames = np.ndarray | torch.Tensor  # uint8 [T, H, W, 3] (decoded at 1 fps, 398x224)
 
@@ -99,15 +107,104 @@ def video_features(
     return features
 
 
-def video_probabilities(
-    model: StateChangeModel,
-    frames: Frames,
-    category: int,
-    device: torch.device,
-    chunk_size: int = 64,
-    precision: str = "fp32",
-    crop: int = 224,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-second P(initial state), P(action), P(end state) [T] of ``category`` (float32, on ``device``)."""
-    state, action = video_logits(model, frames, device, chunk_size, precision, None, crop)
-    return category_probabilities(state, action, category)
+# ----------------------------------------------------------------------------------------------
+# The public API: load a trained model, predict a video
+
+
+@dataclass
+class Prediction:
+    """Per-second probabilities of one category in one video, and where the change happens."""
+
+    video: str  # the path, or "<array>" for frames given directly
+    category: str
+    initial_state: np.ndarray  # float32 [T]: P(initial state) per second
+    action: np.ndarray  # float32 [T]: P(action) per second
+    end_state: np.ndarray  # float32 [T]: P(end state) per second
+    triplet: tuple[int, int, int] | None  # constrained best (initial, action, end) seconds; None if T < 3
+
+    @property
+    def duration(self) -> int:
+        """Seconds of video, i.e. frames at 1 fps."""
+        return len(self.action)
+
+    @property
+    def unconstrained(self) -> tuple[int, int, int]:
+        """The argmax second of each curve on its own (no ordering constraint)."""
+        return (int(self.initial_state.argmax()), int(self.action.argmax()), int(self.end_state.argmax()))
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: duration, the constrained triplet with its probabilities, the argmaxes."""
+        curves = {"initial_state": self.initial_state, "action": self.action, "end_state": self.end_state}
+
+        def point(name: str, second: int) -> dict[str, float | int]:
+            return {"second": second, "probability": round(float(curves[name][second]), 6)}
+
+        names = tuple(curves)
+        return {
+            "video": self.video,
+            "category": self.category,
+            "duration_seconds": self.duration,
+            "constrained": None if self.triplet is None else {
+                name: point(name, second) for name, second in zip(names, self.triplet, strict=True)
+            },
+            "unconstrained": {name: point(name, second) for name, second in zip(names, self.unconstrained,
+                                                                                 strict=True)},
+        }
+
+
+class StateChangePredictor:
+    """A trained model ready to predict videos: ``load_model(path).predict(video, category)``."""
+
+    def __init__(self, model: StateChangeModel, categories: list[str], device: torch.device,
+                 frames: FrameConfig = FrameConfig(), precision: str = "fp32", chunk_size: int = 64) -> None:
+        self.model = model.to(device).eval()
+        self.categories = list(categories)
+        self.device, self.frames, self.precision, self.chunk_size = device, frames, precision, chunk_size
+
+    def category_index(self, category: str) -> int:
+        if category not in self.categories:
+            raise StateChangeError(
+                f"Unknown category {category!r}: this model knows {', '.join(self.categories)}; pass one of them."
+            )
+        return self.categories.index(category)
+
+    @torch.no_grad()
+    def predict(self, video: str | Path | Frames, category: str, max_distance: int | None = None) -> Prediction:
+        """Predict a video file (decoded at 1 fps, streamed in chunks) or uint8 frames [T, H, W, 3].
+
+        ``max_distance`` limits the seconds between state and action in the triplet (None: no limit,
+        as evaluation does).
+        """
+        index = self.category_index(category)
+        if isinstance(video, str | Path):
+            path = Path(video)
+            if not path.is_file():
+                raise StateChangeError(f"Video {path} does not exist; check the path.")
+            chunks = iter_frame_chunks(path, self.chunk_size, fps=self.frames.fps, size=self.frames.size)
+            name = str(path)
+        else:
+            chunks, name = iter([video]), "<array>"
+        logits = [video_logits(self.model, chunk, self.device, self.chunk_size, self.precision, None,
+                               self.frames.crop) for chunk in chunks]
+        if not logits:
+            raise StateChangeError(f"Video {name} has no frames.")
+        state = torch.cat([s for s, _ in logits])  # [T, 2N+1]
+        action = torch.cat([a for _, a in logits])  # [T, N+1]
+        initial, act, end = category_probabilities(state, action, index)
+        triplet = best_triplet(initial, act, end, max_distance=max_distance).tolist()
+        return Prediction(
+            video=name, category=category, initial_state=initial.cpu().numpy(), action=act.cpu().numpy(),
+            end_state=end.cpu().numpy(), triplet=None if triplet[0] < 0 else tuple(triplet),
+        )
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None, precision: str = "fp32",
+               chunk_size: int = 64) -> StateChangePredictor:
+    """Load a checkpoint made by ``statechange train`` (its directory or its model.safetensors)."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    checkpoint = load_checkpoint(path, device=device, load_training_state=False)
+    train_config = checkpoint.metadata.get("train_config") or {}
+    frames = from_dict(FrameConfig, train_config["frames"]) if "frames" in train_config else FrameConfig()
+    return StateChangePredictor(checkpoint.model, checkpoint.categories, device, frames, precision, chunk_size)

@@ -108,7 +108,7 @@ class _TrainingVideos(Dataset):
         frames_config = self.config.frames
         try:
             frames = load_frames(video.video, self.frame_cache, fps=frames_config.fps,
-                                 size=(frames_config.width, frames_config.height))
+                                 size=frames_config.size)
         except VideoDecodeError as error:
             return _Item(position, error=error.reason)
         return _Item(position, frames=frames)
@@ -296,7 +296,7 @@ def _augmentation(config: TrainConfig, epoch: int, position: int) -> VideoAugmen
     if not config.augment.enabled:
         return None  # the release trains on the centre crop without --augment
     generator = torch.Generator().manual_seed(augmentation_seed(config.seed, epoch, position))
-    return sample_augmentation(config.augment, generator, (config.frames.width, config.frames.height),
+    return sample_augmentation(config.augment, generator, config.frames.size,
                                config.frames.crop)
 
 
@@ -424,7 +424,7 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
                       file=sys.stderr, leave=False):
         try:
             frames = load_frames(video.video, frame_cache, fps=config.frames.fps,
-                                 size=(config.frames.width, config.frames.height))
+                                 size=config.frames.size)
         except VideoDecodeError as error:
             failures.append(f"skipping {video.path}: {error.reason}")
             continue

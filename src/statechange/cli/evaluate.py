@@ -1,0 +1,53 @@
+"""``statechange evaluate``: the metrics of a checkpoint on annotated ChangeIt-format videos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on annotated videos",
+        description="State / action precision@1, joint precisions and state accuracy of a checkpoint on the "
+        "annotated (test) videos of a ChangeIt-format dataset; centre crop, no augmentation. Runs distributed "
+        "under torchrun or srun like training.",
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
+                        help="checkpoint directory made by `statechange train` (e.g. runs/x/best)")
+    parser.add_argument("--video-roots", nargs="+", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--dataset-root", required=True, type=Path, metavar="DIR")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR", help="frame cache (statechange extract)")
+    parser.add_argument("--predictions-out", type=Path, default=None, metavar="DIR",
+                        help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv)")
+    parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GPU if present)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--chunk-size", type=int, default=64, help="frames per forward pass")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from statechange import distributed
+    from statechange.evaluate import evaluate_checkpoint
+
+    context = distributed.setup(args.device)
+    try:
+        result = evaluate_checkpoint(
+            args.checkpoint, args.video_roots, args.dataset_root, context.device, frame_cache=args.cache,
+            predictions_out=args.predictions_out, precision=args.precision, chunk_size=args.chunk_size,
+            progress=context.is_main and not args.no_progress,
+        )
+    finally:
+        distributed.cleanup()
+    if context.is_main:
+        for key, reason in result.failed:
+            print(f"skipped {key}: {reason}")
+        if args.json:
+            print(json.dumps(result.metrics.summary(), indent=2))
+        else:
+            print(result.metrics.format_table())
+    return 0

@@ -1,0 +1,91 @@
+"""``statechange predict``: run a trained model on videos and show where the state change happens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from statechange.data.index import VIDEO_EXTENSIONS, video_id_of
+from statechange.errors import StateChangeError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="find the initial state, action and end state in videos",
+        description="For each video: per-second probabilities (<OUTPUT>/<category>/<video_id>.csv), a JSON "
+        "summary with the most likely (initial state, action, end state) seconds, and a PNG of the chosen "
+        "frames above the probability timeline.",
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
+                        help="checkpoint directory made by `statechange train`")
+    parser.add_argument("--category", required=True, help="the category of the videos (a name the model knows)")
+    parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
+                        help="video files, or folders (every video in them)")
+    parser.add_argument("--output", type=Path, default=Path("predictions"), metavar="DIR",
+                        help="where to write the files (default: ./predictions)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GPU if present)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--chunk-size", type=int, default=64, help="frames per forward pass (memory knob)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def expand_videos(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder means every video file in it (sorted)."""
+    videos = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise StateChangeError(f"Folder {path} holds no video file ({', '.join(VIDEO_EXTENSIONS)}).")
+            videos += found
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise StateChangeError(f"Video {path} does not exist; check the path.")
+    return videos
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from statechange.data.decode import VideoDecodeError
+    from statechange.inference import load_model
+    from statechange.predictions import prediction_path, write_predictions
+    from statechange.viz import frames_at, plot_prediction
+
+    videos = expand_videos(args.videos)
+    predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
+    predictor.category_index(args.category)  # unknown category: fail before any work
+    failed = 0
+    for video in tqdm(videos, desc="predict", unit="video", disable=args.no_progress or len(videos) < 2,
+                      file=sys.stderr):
+        try:
+            prediction = predictor.predict(video, args.category)
+            images = frames_at(video, prediction.triplet, predictor.frames) if prediction.triplet else None
+        except VideoDecodeError as error:
+            print(f"statechange predict: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        csv_path = write_predictions(prediction_path(args.output, args.category, video_id_of(video)),
+                                     prediction.initial_state, prediction.action, prediction.end_state)
+        summary = prediction.summary()
+        csv_path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+        png_path = plot_prediction(prediction, images, csv_path.with_suffix(".png"))
+        print(_describe(summary, csv_path, png_path))
+    if failed:
+        print(f"statechange predict: {failed} of {len(videos)} videos could not be read.", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _describe(summary: dict, csv_path: Path, png_path: Path) -> str:
+    constrained = summary["constrained"]
+    if constrained is None:
+        where = "too short for a state change (fewer than 3 seconds)"
+    else:
+        where = ", ".join(f"{name.replace('_', ' ')} at {point['second']} s (p={point['probability']:.2f})"
+                          for name, point in constrained.items())
+    return f"{summary['video']}: {where}\n  -> {csv_path} (+ .json, .png: {png_path.name})"

@@ -1,0 +1,86 @@
+"""Pictures of a prediction: the chosen frames above the probability timeline (matplotlib, lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from statechange.config import FrameConfig
+from statechange.data.decode import iter_frame_chunks
+from statechange.inference import Prediction
+
+CURVES = (  # (attribute, label, colour)
+    ("initial_state", "initial state", "tab:blue"),
+    ("action", "action", "tab:orange"),
+    ("end_state", "end state", "tab:green"),
+)
+FIGURE_SIZE = (12.0, 6.0)  # inches
+FIGURE_DPI = 100  # -> 1200 x 600 pixels
+
+
+def frames_at(video: str | Path | np.ndarray, seconds: Sequence[int], frames: FrameConfig = FrameConfig(),
+              chunk_size: int = 256) -> list[np.ndarray]:
+    """The 1-fps frames uint8 [H, W, 3] at the given seconds (a second pass over a file, in bounded memory)."""
+    if isinstance(video, np.ndarray):
+        return [video[s] for s in seconds]
+    wanted, found, start = set(seconds), {}, 0
+    for chunk in iter_frame_chunks(video, chunk_size, fps=frames.fps, size=frames.size):
+        for second in wanted & set(range(start, start + len(chunk))):
+            found[second] = chunk[second - start].copy()
+        start += len(chunk)
+        if len(found) == len(wanted):
+            break
+    return [found[s] for s in seconds]
+
+
+def plot_prediction(prediction: Prediction, images: Sequence[np.ndarray] | None, path: str | Path,
+                    title: str | None = None) -> Path:
+    """Write a PNG: the three chosen frames side by side, labelled, above the three probability curves
+    with the chosen seconds marked. ``images`` are the frames at ``prediction.triplet`` (or None)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=FIGURE_SIZE, dpi=FIGURE_DPI)
+    grid = figure.add_gridspec(2, 3, height_ratios=(1.1, 1.0), hspace=0.35, wspace=0.05)
+    triplet = prediction.triplet
+    for column, (attribute, label, colour) in enumerate(CURVES):
+        axis = figure.add_subplot(grid[0, column])
+        axis.set_xticks([])
+        axis.set_yticks([])
+        if triplet is not None and images is not None:
+            second = triplet[column]
+            axis.imshow(images[column])
+            probability = float(getattr(prediction, attribute)[second])
+            axis.set_title(f"{label}: {_clock(second)}  (p = {probability:.2f})", color=colour, fontsize=11)
+        else:
+            axis.set_title(f"{label}: video too short", fontsize=11)
+        for spine in axis.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(3)
+    timeline = figure.add_subplot(grid[1, :])
+    seconds = np.arange(prediction.duration)
+    for column, (attribute, label, colour) in enumerate(CURVES):
+        timeline.plot(seconds, getattr(prediction, attribute), color=colour, label=label, linewidth=1.5)
+        if triplet is not None:
+            timeline.axvline(triplet[column], color=colour, linestyle="--", linewidth=1.2)
+    timeline.set_xlim(0, max(1, prediction.duration - 1))
+    timeline.set_ylim(0, 1.02)
+    timeline.set_xlabel("time (s)")
+    timeline.set_ylabel("probability")
+    timeline.legend(loc="upper right", ncols=3, fontsize=9)
+    figure.suptitle(title or f"{Path(prediction.video).name} - {prediction.category}", fontsize=13)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=FIGURE_DPI)
+    plt.close(figure)
+    return path
+
+
+def _clock(second: int) -> str:
+    minutes, seconds = divmod(int(second), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
