@@ -1,0 +1,368 @@
+"""Model checkpoints: a directory (e.g. ``<output>/last``) that rebuilds the model with no other file.
+
+    <directory>/
+        model.safetensors   every model weight; the header metadata repeats config.json
+        config.json         format name and version, ModelConfig, categories, backbone, feature_dim,
+                            and the caller's metadata (training config, epoch, metrics...)
+        training_state.pt   optional: optimiser / scheduler / RNG / epoch, plain data only
+                            (torch.save; loads with torch.load(weights_only=True))
+
+Saving is atomic. Everything is written into the sibling ``.<name>.staging`` and synced to disk;
+then the old checkpoint is renamed to ``.<name>.replaced``, the new one renamed into place, and
+the old one deleted. A crash at any moment leaves a complete checkpoint: the old, the new, or (if
+it struck between the two renames) the old under ``.<name>.replaced``, which ``load_checkpoint``
+finds and loads. Model objects are never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from statechange import __version__
+from statechange.config import ModelConfig, from_dict, to_dict
+from statechange.errors import StateChangeError
+from statechange.model import StateChangeModel, init_model
+
+CHECKPOINT_FORMAT = "statechange-checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TRAINING_STATE_FILE = "training_state.pt"
+HEADER_KEY = "statechange"  # safetensors header metadata key holding config.json's content
+INIT_SEED = 0  # random init before the saved weights overwrite it; fixed so loading leaves the RNG alone
+
+
+class CheckpointError(StateChangeError):
+    """A path that is not a (readable) statechange checkpoint."""
+
+
+@dataclass
+class LoadedCheckpoint:
+    """What ``load_checkpoint`` returns: the model (eval mode) and everything saved with it."""
+
+    model: StateChangeModel
+    categories: list[str]
+    metadata: dict[str, Any]
+    training_state: dict[str, Any] | None
+    path: Path  # the checkpoint directory (or model file) actually read
+    config: dict[str, Any]  # the full content of config.json
+
+
+def staging_path(directory: str | Path) -> Path:
+    """Where a checkpoint is written before it is swapped in."""
+    directory = Path(directory)
+    return directory.with_name(f".{directory.name}.staging")
+
+
+def replaced_path(directory: str | Path) -> Path:
+    """Where the previous checkpoint waits while the new one is swapped in."""
+    directory = Path(directory)
+    return directory.with_name(f".{directory.name}.replaced")
+
+
+# --------------------------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: StateChangeModel,
+    categories: list[str],
+    metadata: dict[str, Any],
+    training_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and optionally ``training_state``) to the checkpoint ``directory`` atomically."""
+    directory = Path(directory)
+    if len(categories) != model.n_categories:
+        raise ValueError(f"{len(categories)} category names given for a model of {model.n_categories} categories.")
+    if training_state is not None:
+        check_plain_data(training_state, "training_state")
+    config = checkpoint_config(model, categories, metadata)
+    config_text = json.dumps(config, indent=2)  # fails here, before any file is touched, on unserialisable metadata
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging, replaced = staging_path(directory), replaced_path(directory)
+    _remove(staging)  # left over from a crashed save
+    staging.mkdir()
+    try:
+        _write_model_file(staging / MODEL_FILE, model, config_text)
+        _write_synced(staging / CONFIG_FILE, config_text.encode())
+        if training_state is not None:
+            with open(staging / TRAINING_STATE_FILE, "wb") as file:
+                torch.save(training_state, file)
+                _sync_file(file)
+        _sync_directory(staging)
+        _swap_in(staging, directory, replaced)
+    except BaseException:
+        _remove(staging)
+        raise
+    return directory
+
+
+def checkpoint_config(model: StateChangeModel, categories: list[str], metadata: dict[str, Any]) -> dict[str, Any]:
+    """The content of config.json (also embedded in the model file's header)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "statechange_version": __version__,
+        "model": to_dict(model.config),
+        "backbone": model.config.backbone,
+        "feature_dim": model.feature_dim,
+        "categories": list(categories),
+        "metadata": metadata,
+    }
+
+
+def check_plain_data(value: Any, where: str) -> None:
+    """Raise TypeError unless ``value`` is dicts/lists/tuples of tensors, numbers, strings, None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool | None):
+                raise TypeError(f"{where} has a key of type {type(key).__name__}; use str or int keys.")
+            check_plain_data(item, f"{where}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_plain_data(item, f"{where}[{index}]")
+    elif not isinstance(value, torch.Tensor | str | int | float | bool | None):
+        raise TypeError(
+            f"{where} is a {type(value).__name__}, which torch.load(weights_only=True) cannot read; "
+            "store tensors, numbers, strings, lists or dicts (e.g. numpy arrays as tensors)."
+        )
+
+
+def _write_model_file(path: Path, model: StateChangeModel, config_text: str) -> None:
+    """All weights to safetensors, config.json's content in the header."""
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if pointer in seen and tensor.numel() > 0:  # safetensors refuses tensors that share memory
+            tensor = tensor.clone()
+        seen.add(pointer)
+        tensors[key] = tensor
+    save_file(tensors, str(path), metadata={HEADER_KEY: config_text})
+    with open(path, "rb") as file:
+        _sync_file(file)
+
+
+def _swap_in(staging: Path, directory: Path, replaced: Path) -> None:
+    """Rename ``staging`` to ``directory``, keeping the old checkpoint until the new one is in place."""
+    if directory.exists():
+        _remove(replaced)  # a stale copy: ``directory`` is complete
+        os.replace(directory, replaced)
+        _sync_directory(directory.parent)
+    try:
+        os.replace(staging, directory)
+    except BaseException:
+        if replaced.exists() and not directory.exists():
+            os.replace(replaced, directory)  # put the old one back
+        raise
+    _sync_directory(directory.parent)
+    _remove(replaced)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as file:
+        file.write(data)
+        _sync_file(file)
+
+
+def _sync_file(file: Any) -> None:
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    """Make renames and new entries in ``path`` durable (POSIX only; elsewhere a no-op)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_checkpoint(
+    path: str | Path, device: str | torch.device | None = None, *, load_training_state: bool = True
+) -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint (directory or its model.safetensors) on ``device``, in eval mode."""
+    model_file = _model_file(Path(path))
+    config = read_checkpoint_config(model_file)
+    model_config = _model_config(model_file, config)
+    categories = list(config["categories"])
+    model = init_model(model_config, len(categories), seed=INIT_SEED)
+    state = load_file(str(model_file))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{model_file} does not match the model its config describes ({_first_line(error)}); the file is damaged."
+        ) from error
+    if model.feature_dim != config["feature_dim"]:
+        raise CheckpointError(f"{model_file} says feature_dim {config['feature_dim']} but its backbone gives "
+                              f"{model.feature_dim}; the checkpoint was written by an incompatible version.")
+    training_state = None
+    training_file = model_file.parent / TRAINING_STATE_FILE
+    if load_training_state and model_file.name == MODEL_FILE and training_file.exists():
+        training_state = torch.load(training_file, map_location="cpu", weights_only=True)
+    model.to(device if device is not None else "cpu").eval()
+    return LoadedCheckpoint(
+        model=model,
+        categories=categories,
+        metadata=dict(config.get("metadata") or {}),
+        training_state=training_state,
+        path=model_file.parent if model_file.name == MODEL_FILE else model_file,
+        config=config,
+    )
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a statechange checkpoint directory or model file (by its header)."""
+    path = Path(path)
+    model_file = path / MODEL_FILE if path.is_dir() else path
+    if not model_file.is_file() or model_file.suffix != ".safetensors":
+        return False
+    try:
+        return _header_config(model_file) is not None
+    except CheckpointError:
+        return False
+
+
+def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's config (config.json's content, read from the model file's header)."""
+    model_file = _model_file(Path(path))
+    config = _header_config(model_file)
+    if config is None:
+        raise CheckpointError(
+            f"{model_file} is a safetensors file but not a statechange checkpoint (its header has no statechange "
+            "metadata); to use it as pretrained backbone weights pass it with --clip-weights instead."
+        )
+    if config.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{model_file} is not a statechange checkpoint (format {config.get('format')!r}).")
+    version = config.get("format_version")
+    if version != CHECKPOINT_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{model_file} has checkpoint format version {version!r} but this statechange {__version__} reads "
+            f"version {CHECKPOINT_FORMAT_VERSION}; use the statechange version that wrote it."
+        )
+    return config
+
+
+def read_checkpoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """All weights of a checkpoint (keys ``backbone.*``, ``state_head.*``, ``action_head.*``) on the CPU."""
+    model_file = _model_file(Path(path))
+    read_checkpoint_config(model_file)
+    return load_file(str(model_file))
+
+
+def _model_file(path: Path) -> Path:
+    """The model.safetensors of a checkpoint path, recovering from a save interrupted between renames."""
+    if not path.exists():
+        replaced = replaced_path(path)
+        if path.suffix != ".safetensors" and (replaced / MODEL_FILE).is_file():
+            warnings.warn(
+                f"Checkpoint {path} is missing because a save was interrupted; loading the previous one, {replaced}.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return replaced / MODEL_FILE
+        raise CheckpointError(f"Checkpoint {path} does not exist; pass a checkpoint directory such as <output>/last.")
+    if path.is_dir():
+        model_file = path / MODEL_FILE
+        if not model_file.is_file():
+            raise CheckpointError(
+                f"{path} is not a statechange checkpoint (it has no {MODEL_FILE}); pass a directory written by "
+                "statechange train, such as <output>/last or <output>/best."
+            )
+        _check_config_file(path / CONFIG_FILE)
+        return model_file
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{path} is not a statechange checkpoint; pass its directory or its {MODEL_FILE}.")
+    return path
+
+
+def _check_config_file(config_file: Path) -> None:
+    """A config.json of another program (e.g. a Hugging Face model) means a foreign directory."""
+    if not config_file.is_file():
+        return
+    try:
+        content = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{config_file} is not valid JSON ({error}); the checkpoint is damaged.") from error
+    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{config_file.parent} is not a statechange checkpoint (its {CONFIG_FILE} belongs to another program); "
+            "pass a directory written by statechange train."
+        )
+
+
+def _header_config(model_file: Path) -> dict[str, Any] | None:
+    """The statechange config in a safetensors header, or None when the header has none."""
+    try:
+        with safe_open(str(model_file), framework="pt") as file:
+            header = file.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(f"{model_file} is not a readable safetensors file ({error}); it is damaged.") from error
+    if HEADER_KEY not in header:
+        return None
+    try:
+        config = json.loads(header[HEADER_KEY])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{model_file} has unreadable statechange metadata ({error}); it is damaged.") from error
+    return config if isinstance(config, dict) else None
+
+
+def _model_config(model_file: Path, config: dict[str, Any]) -> ModelConfig:
+    try:
+        return from_dict(ModelConfig, config["model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{model_file} has model settings this statechange {__version__} does not know ({error}); "
+            "use the statechange version that wrote it."
+        ) from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "CheckpointError",
+    "LoadedCheckpoint",
+    "check_plain_data",
+    "is_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_config",
+    "read_checkpoint_tensors",
+    "replaced_path",
+    "save_checkpoint",
+    "staging_path",
+]
