@@ -1,0 +1,61 @@
+"""``statechange extract``: decode every video once into the frame cache (1 fps, 398x224)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from statechange.data.cache import FAILURES_FILE, extract_videos
+from statechange.data.index import find_videos
+from statechange.errors import StateChangeError
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract",
+        help="decode the videos once into a frame cache that training and evaluation read",
+        description="Decode every video of the video roots at 1 fps into <cache>/<category>/<video_id>"
+        ".frames. Videos already cached are skipped; failures are listed in <cache>/failures.csv.",
+    )
+    parser.add_argument(
+        "--video-roots",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folders laid out as <root>/<category>/<video_id>.<ext>",
+    )
+    parser.add_argument("--cache", required=True, type=Path, metavar="DIR", help="the frame cache folder")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        metavar="N",
+        help="processes decoding in parallel (default: min(4, CPU count))",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for root in args.video_roots:
+        if not root.is_dir():
+            raise StateChangeError(f"Video root {root} is not a folder; pass existing folders to --video-roots.")
+    if args.workers < 1:
+        raise StateChangeError(f"--workers must be at least 1, got {args.workers}.")
+    videos = find_videos(args.video_roots)
+    summary = extract_videos(videos, args.cache, workers=args.workers, progress=not args.no_progress)
+    line = (
+        f"extract: {len(videos)} videos: {summary.done} extracted, {summary.skipped} already cached, "
+        f"{summary.failed} failed"
+    )
+    if summary.failed:
+        line += f" (listed in {args.cache / FAILURES_FILE})"
+    print(line)
+    nothing_extracted = summary.done == 0 and summary.skipped == 0
+    return 1 if nothing_extracted and summary.failed else 0

@@ -1,0 +1,256 @@
+"""Decoding videos to frames at 1 fps, 398x224 RGB (METHOD.md, "Frames").
+
+The frames are the ones the release's ``ffmpeg -i X -vf fps=1,scale=398:224 -pix_fmt rgb24``
+gives, because they come out of FFmpeg's own filters, fed the way the ``ffmpeg`` tool feeds them:
+
+    decoder -> buffer -> [transpose / flips, for rotated videos] -> fps -> scale -> format=rgb24 -> sink
+
+- timestamps are shifted by the file's start time (the tool's default ``ts_offset``), so the fps
+  filter's rounding starts from the same origin;
+- every frame carries a duration, so closing the graph at end of stream puts the end at
+  "last frame + its duration" and the fps filter emits the same last frames as the tool;
+- ``scale`` uses bicubic interpolation, the tool's default.
+
+Memory is bounded by the 1-fps output: packets are decoded one at a time and filtered frames are
+pulled as soon as the filters release them. Like ``ffmpeg``, a damaged packet is skipped and a
+truncated file gives the frames before the damage; a file that gives no frame at all raises
+``VideoDecodeError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from statechange.config import FrameConfig
+from statechange.errors import StateChangeError
+
+_FRAMES = FrameConfig()
+DEFAULT_FPS: float = _FRAMES.fps
+DEFAULT_SIZE: tuple[int, int] = (_FRAMES.width, _FRAMES.height)  # (width, height)
+
+_AV_TIME_BASE = Fraction(1, 1_000_000)  # FFmpeg's internal time unit (container start times)
+_SCALE_FLAGS = "bicubic"  # the ffmpeg tool's default for its scalers
+_DECODE_CHUNK_FRAMES = 256  # frames per chunk when decode_video assembles a whole video
+_NO_FRAMES_REASON = "no video frame could be decoded"
+
+
+class VideoDecodeError(StateChangeError):
+    """A video file FFmpeg cannot turn into any frame (missing, corrupt, empty, not a video)."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(
+            f"Cannot decode video {self.path}: {reason}; re-download the file or remove it from the video root."
+        )
+
+
+def decode_video(path: str | Path, fps: float = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarray:
+    """All frames of a video at ``fps``, resized to ``size`` = (width, height): uint8 [T, H, W, 3] RGB."""
+    chunks = list(iter_frame_chunks(path, _DECODE_CHUNK_FRAMES, fps=fps, size=size))
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def iter_frame_chunks(
+    path: str | Path,
+    chunk_frames: int,
+    fps: float = DEFAULT_FPS,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Iterator[np.ndarray]:
+    """The frames of ``decode_video``, streamed in chunks uint8 [<=chunk_frames, H, W, 3].
+
+    Only one chunk is held at a time, so two-hour videos stream in bounded memory.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
+    width, height = size
+    chunk = np.empty((chunk_frames, height, width, 3), dtype=np.uint8)  # (chunk, H, W, 3)
+    n_in_chunk = 0
+    for frame in _iter_rgb_frames(Path(path), fps, size):
+        chunk[n_in_chunk] = frame
+        n_in_chunk += 1
+        if n_in_chunk == chunk_frames:
+            yield chunk
+            chunk = np.empty_like(chunk)  # the consumer keeps the chunk it was given
+            n_in_chunk = 0
+    if n_in_chunk:
+        yield chunk[:n_in_chunk]
+
+
+def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Filtered frames one by one, uint8 [H, W, 3]; raises VideoDecodeError if there is none."""
+    container = _open_container(path)
+    n_frames = 0
+    with container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        offset = _start_offset(container, stream)
+        errors: list[str] = []
+        graph = None
+        previous: av.VideoFrame | None = None
+        for frame in _decoded_frames(container, stream, errors):
+            _retime(frame, previous, offset, stream)
+            if graph is None:
+                graph = _build_graph(frame, stream, fps, size)
+            graph.push(frame)
+            for rgb in _pull_ready(graph):
+                n_frames += 1
+                yield rgb
+            previous = frame
+        if graph is not None:
+            graph.push(None)  # end of stream at last pts + duration: the fps filter emits its last frames
+            for rgb in _pull_ready(graph):
+                n_frames += 1
+                yield rgb
+    if n_frames == 0:
+        raise VideoDecodeError(path, errors[-1] if errors else _NO_FRAMES_REASON)
+
+
+def _open_container(path: Path) -> av.container.InputContainer:
+    """Open a media file for reading, turning FFmpeg's refusal into a VideoDecodeError."""
+    if not path.is_file():
+        raise VideoDecodeError(path, "no such file")
+    try:
+        return av.open(str(path), mode="r")
+    except av.FFmpegError as error:
+        raise VideoDecodeError(path, _reason(error)) from error
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    """The first video stream of the file (the one ``ffmpeg`` picks for a single-stream output)."""
+    if not container.streams.video:
+        raise VideoDecodeError(path, "the file has no video stream")
+    return container.streams.video[0]
+
+
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, errors: list[str]
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames, packet by packet; damaged packets are skipped and a read error ends the stream."""
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as error:  # truncated or damaged file: like ffmpeg, stop reading here
+            errors.append(_reason(error))
+            packet = None
+        try:
+            yield from stream.codec_context.decode(packet)
+        except av.FFmpegError as error:
+            errors.append(_reason(error))
+        if packet is None:
+            return
+
+
+def _start_offset(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """The file's start time in stream time-base units; ffmpeg subtracts it from every timestamp."""
+    if container.start_time is None:
+        return 0
+    return _round_half_away(container.start_time * _AV_TIME_BASE / stream.time_base)
+
+
+def _retime(
+    frame: av.VideoFrame,
+    previous: av.VideoFrame | None,
+    offset: int,
+    stream: av.video.stream.VideoStream,
+) -> None:
+    """Give a decoded frame the timestamp and duration the ffmpeg tool would give it."""
+    if frame.pts is not None:
+        frame.pts -= offset
+    elif frame.dts is not None:
+        frame.pts = frame.dts - offset
+    elif previous is not None:  # no timestamp at all: continue from the previous frame
+        frame.pts = previous.pts + previous.duration
+    else:
+        frame.pts = 0
+    frame.duration = _duration_estimate(frame, previous, stream)
+
+
+def _duration_estimate(
+    frame: av.VideoFrame, previous: av.VideoFrame | None, stream: av.video.stream.VideoStream
+) -> int:
+    """A frame's duration in stream time-base units: its own, else the gap to the previous frame,
+    else one period of the stream's frame rate, else the previous duration, else 1."""
+    gap = frame.pts - previous.pts if previous is not None else -1
+    # Demuxers invent a duration of 1 tick when the container has none; do not trust it then.
+    if frame.duration > 0 and not (frame.duration == 1 and gap > 2):
+        return frame.duration
+    if gap > 0:
+        return gap
+    rate = stream.average_rate or stream.guessed_rate
+    if rate:
+        period = _round_half_away(1 / (Fraction(rate) * stream.time_base))
+        if period > 0:
+            return period
+    return max(previous.duration if previous is not None else 0, 1)
+
+
+def _build_graph(
+    first: av.VideoFrame, stream: av.video.stream.VideoStream, fps: float, size: tuple[int, int]
+) -> av.filter.Graph:
+    """buffer -> [rotation] -> fps -> scale -> format=rgb24 -> buffersink, set up from the first frame."""
+    width, height = size
+    graph = av.filter.Graph()
+    nodes = [
+        graph.add(
+            "buffer",
+            video_size=f"{first.width}x{first.height}",
+            pix_fmt=str(int(av.VideoFormat(first.format.name))),
+            time_base=str(stream.time_base),
+            pixel_aspect="1/1",
+            colorspace=str(int(first.colorspace)),
+            range=str(int(first.color_range)),
+        )
+    ]
+    for name, args in _rotation_filters(first.rotation):
+        nodes.append(graph.add(name, args))
+    nodes.append(graph.add("fps", f"fps={fps!r}"))
+    nodes.append(graph.add("scale", f"{width}:{height}:flags={_SCALE_FLAGS}"))
+    nodes.append(graph.add("format", "rgb24"))
+    nodes.append(graph.add("buffersink"))
+    graph.link_nodes(*nodes).configure()
+    return graph
+
+
+def _rotation_filters(rotation: float) -> list[tuple[str, str | None]]:
+    """The filters ``ffmpeg`` inserts to show a rotated video upright (its default autorotation).
+
+    ``rotation`` is the display matrix's counter-clockwise angle in degrees (PyAV's convention).
+    """
+    clockwise = round(-rotation) % 360
+    if clockwise == 90:
+        return [("transpose", "clock")]
+    if clockwise == 180:
+        return [("hflip", None), ("vflip", None)]
+    if clockwise == 270:
+        return [("transpose", "cclock")]
+    return []
+
+
+def _pull_ready(graph: av.filter.Graph) -> Iterator[np.ndarray]:
+    """Every frame the graph can output now, as uint8 [H, W, 3] RGB."""
+    while True:
+        try:
+            frame = graph.vpull()
+        except (av.BlockingIOError, av.EOFError):
+            return
+        yield frame.to_ndarray()
+
+
+def _round_half_away(value: Fraction) -> int:
+    """Round to the nearest integer, halves away from zero (FFmpeg's AV_ROUND_NEAR_INF)."""
+    magnitude = int(abs(value) + Fraction(1, 2))
+    return magnitude if value >= 0 else -magnitude
+
+
+def _reason(error: av.FFmpegError) -> str:
+    """FFmpeg's own description of an error, without the file name PyAV appends."""
+    return error.strerror or str(error)
