@@ -23,6 +23,7 @@ from statechange.checkpoint import (
 )
 from statechange.config import ModelConfig, TrainConfig, to_dict
 from statechange.model import EFFICIENTNET_LITE0, TINY_BACKBONE, StateChangeModel, build_model
+from statechange.weights import WeightFileError
 
 TINY = ModelConfig(backbone=TINY_BACKBONE, hidden_sizes=(16,))
 CATEGORIES = ["apple", "bacon", "cake"]
@@ -112,6 +113,8 @@ def test_checkpoint_backbone_serves_as_pretrained_weights(tmp_path):
     fresh = build_model(TINY, 5, weights=directory, seed=1)  # other categories, same backbone
     with torch.no_grad():
         assert torch.equal(fresh.features(frames()), trained.eval().features(frames()))
+    with pytest.raises(WeightFileError, match=r"holds a tiny backbone, not efficientnet_lite0"):
+        build_model(ModelConfig(backbone=EFFICIENTNET_LITE0), 5, weights=directory / "model.safetensors")
 
 
 # ---- atomic replacement --------------------------------------------------------------------------

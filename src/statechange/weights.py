@@ -63,6 +63,7 @@ class LoadedWeights:
     tensors: dict[str, torch.Tensor]
     origin: dict[str, str] = field(default_factory=dict)  # backbone key -> key in the file
     activation: str | None = None  # "quick_gelu" or "gelu" where the file says which
+    backbone_name: str | None = None  # the backbone the file was made for, where it says
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,10 +86,9 @@ def read_backbone_weights(path: str | Path, backbone: nn.Module) -> LoadedWeight
             f"Weight file {path} does not exist: pass the path of OpenAI's {OPENAI_VIT_L14_FILE_NAME}, "
             "a timm/open_clip weight file, a Hugging Face CLIP directory or a statechange checkpoint."
         )
-    checkpoint_tensors = _read_statechange_checkpoint(path)
-    if checkpoint_tensors is not None:
-        tensors = {k.removeprefix("backbone."): v for k, v in checkpoint_tensors.items() if k.startswith("backbone.")}
-        return LoadedWeights(path, FORMAT_STATECHANGE, tensors, {k: f"backbone.{k}" for k in tensors})
+    checkpoint = _read_statechange_checkpoint(path)
+    if checkpoint is not None:
+        return checkpoint
     if path.is_dir():
         return _read_hf_clip_directory(path, backbone)
     if path.name.lower() == OPENAI_VIT_L14_FILE_NAME.lower():
@@ -101,6 +101,11 @@ def read_backbone_weights(path: str | Path, backbone: nn.Module) -> LoadedWeight
 
 def load_strict(backbone: nn.Module, weights: LoadedWeights, backbone_name: str) -> None:
     """Copy ``weights`` into ``backbone``; any missing, unexpected or misshapen key is an error."""
+    if weights.backbone_name is not None and weights.backbone_name != backbone_name:
+        raise WeightFileError(
+            f"{weights.path} (read as {weights.format}) holds a {weights.backbone_name} backbone, not {backbone_name}; "
+            f"choose backbone {weights.backbone_name} or pass weights of {backbone_name}."
+        )
     _check_activation(backbone, weights, backbone_name)
     expected = backbone.state_dict()
     tensors = weights.tensors
@@ -204,7 +209,7 @@ def read_torchscript_tensors(path: Path) -> dict[str, torch.Tensor]:
         unpickler = _TorchScriptUnpickler(archive, root, archive.open(pickles[0]))
         try:
             module = unpickler.load()
-        except (pickle.UnpicklingError, KeyError, ValueError, RuntimeError) as error:
+        except (pickle.UnpicklingError, EOFError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
             raise WeightFileError(f"{path} could not be read as a TorchScript archive ({error}).") from error
     tensors: dict[str, torch.Tensor] = {}
     _collect_module_tensors(module, "", tensors)
@@ -246,7 +251,8 @@ _STORAGE_DTYPES = {
     "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }
-# The only callables a TorchScript pickle may reach; all are harmless.
+# What the names in a TorchScript pickle resolve to (all harmless); any other name becomes an inert
+# ``_ScriptObject``.
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -311,12 +317,18 @@ def _unwrap_state_dict(path: Path, loaded: Any) -> dict[str, torch.Tensor]:
     raise WeightFileError(f"{path} holds no state dict of tensors; pass a file of model weights.")
 
 
-def _read_statechange_checkpoint(path: Path) -> dict[str, torch.Tensor] | None:
-    """The tensors of a statechange checkpoint at ``path``, or None when ``path`` is not one."""
+def _read_statechange_checkpoint(path: Path) -> LoadedWeights | None:
+    """The backbone weights of a statechange checkpoint at ``path``, or None when ``path`` is not one."""
     # Imported here: checkpoint imports model, which imports this module.
-    from statechange.checkpoint import is_checkpoint, read_checkpoint_tensors
+    from statechange.checkpoint import is_checkpoint, read_checkpoint_config, read_checkpoint_tensors
 
-    return read_checkpoint_tensors(path) if is_checkpoint(path) else None
+    if not is_checkpoint(path):
+        return None
+    backbone_name = read_checkpoint_config(path)["backbone"]
+    prefix = "backbone."
+    tensors = {k.removeprefix(prefix): v for k, v in read_checkpoint_tensors(path).items() if k.startswith(prefix)}
+    origin = {k: prefix + k for k in tensors}
+    return LoadedWeights(path, FORMAT_STATECHANGE, tensors, origin, backbone_name=backbone_name)
 
 
 def _read_hf_clip_directory(path: Path, backbone: nn.Module) -> LoadedWeights:
@@ -328,7 +340,10 @@ def _read_hf_clip_directory(path: Path, backbone: nn.Module) -> LoadedWeights:
             f"{path} is a directory but neither a Hugging Face CLIP model (config.json with model.safetensors or "
             "pytorch_model.bin) nor a statechange checkpoint; pass such a directory or a weight file."
         )
-    config = json.loads(config_file.read_text())
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise WeightFileError(f"{config_file} is not valid JSON ({error}); download the model again.") from error
     vision_config = config.get("vision_config", config)
     state = _read_maybe_sharded(weight_files[0])
     weights = _convert(path, state, backbone, torchscript=False)
