@@ -79,7 +79,7 @@ def iter_frame_chunks(
             chunk = np.empty_like(chunk)  # the consumer keeps the chunk it was given
             n_in_chunk = 0
     if n_in_chunk:
-        yield chunk[:n_in_chunk]
+        yield chunk[:n_in_chunk].copy()  # a copy, so the unused rest of the buffer is freed
 
 
 def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int]) -> Iterator[np.ndarray]:
