@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from statechange.config import FrameConfig
@@ -65,7 +65,7 @@ class FeatureStore:
             if metadata != _source_stamp(video.path):
                 return None
             return load_file(path)["features"]
-        except (OSError, ValueError, KeyError, SafetensorsError):
+        except (OSError, ValueError, KeyError, SafetensorError):
             return None
 
     def put(self, video: VideoFile, features: torch.Tensor) -> None:

@@ -1,0 +1,76 @@
+"""Two CPU processes with gloo, started by torchrun and by SLURM-style variables: after training they
+hold the same model, and evaluation counted every test video exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from statechange.distributed import detect_launcher, first_host
+
+pytestmark = [pytest.mark.slow, pytest.mark.distributed]
+WORKER = Path(__file__).with_name("distributed_worker.py")
+
+
+def check_ranks_agree(output: Path, dataset: Path) -> None:
+    rank0, rank1 = load_file(str(output / "rank0.safetensors")), load_file(str(output / "rank1.safetensors"))
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    n_annotated = len(list((dataset / "dataset" / "annotations").glob("*/*.fps1.csv")))
+    for rank in (0, 1):
+        summary = json.loads((output / f"rank{rank}.json").read_text())
+        assert sum(c["n_videos"] for c in summary["per_category"].values()) == n_annotated
+    assert (output / "last" / "model.safetensors").exists()
+
+
+def worker_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def test_torchrun_two_processes_agree(tiny_dataset, tmp_path):
+    output = tmp_path / "torchrun"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               str(WORKER), str(tiny_dataset), str(output)]
+    completed = subprocess.run(command, env=worker_env(), capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    check_ranks_agree(output, tiny_dataset)
+
+
+def test_slurm_variables_two_processes_agree(tiny_dataset, tmp_path):
+    output = tmp_path / "slurm"
+    processes = []
+    for rank in (0, 1):
+        env = worker_env() | {"SLURM_NTASKS": "2", "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+                              "SLURM_JOB_NODELIST": "localhost", "SLURM_JOB_ID": str(4242 + os.getpid() % 1000)}
+        processes.append(subprocess.Popen([sys.executable, str(WORKER), str(tiny_dataset), str(output)], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+    check_ranks_agree(output, tiny_dataset)
+
+
+def test_launcher_detection():
+    assert detect_launcher({}) == ("single", 0, 0, 1)
+    assert detect_launcher({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == ("torchrun", 3, 1, 8)
+    slurm = {"SLURM_NTASKS": "16", "SLURM_PROCID": "9", "SLURM_LOCALID": "1"}
+    assert detect_launcher(slurm) == ("slurm", 9, 1, 16)
+    assert detect_launcher({"SLURM_NTASKS": "1", "SLURM_PROCID": "0"}) == ("single", 0, 0, 1)
+    # torchrun inside a SLURM allocation: torchrun's variables win
+    assert detect_launcher(slurm | {"RANK": "0", "WORLD_SIZE": "2"})[0] == "torchrun"
+
+
+def test_first_host_of_slurm_node_lists():
+    assert first_host("gpu[003-004,007],cpu1") == "gpu003"
+    assert first_host("node17") == "node17"
+    assert first_host("a100-[12,14]") == "a100-12"
