@@ -64,6 +64,7 @@ def test_round_trip_with_training_state(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # no staging or replaced copies left
     loaded = load_checkpoint(directory)
     assert not loaded.model.training
+    assert all(p.requires_grad for p in loaded.model.parameters())  # trainable, e.g. to resume
     assert loaded.categories == CATEGORIES
     assert loaded.metadata == json.loads(json.dumps(metadata))  # tuples come back as lists, as in JSON
     assert_same_outputs(model, loaded.model, frames(seed=1))
@@ -105,6 +106,17 @@ def test_batch_norm_statistics_survive_the_round_trip(tmp_path):
     loaded = load_checkpoint(directory)
     assert torch.equal(loaded.model.backbone.bn1.running_mean, model.backbone.bn1.running_mean)
     assert_same_outputs(model, loaded.model, frames(n=2, size=64))
+
+
+def test_any_timm_backbone_round_trips_including_computed_buffers(tmp_path):
+    """EfficientViT keeps unsaved index buffers: the loader must rebuild them, not leave them empty."""
+    config = ModelConfig(backbone="efficientvit_m0", hidden_sizes=(8,))
+    with pytest.warns(UserWarning, match="randomly initialised"):
+        model = build_model(config, 1, seed=0)
+    directory = save_checkpoint(tmp_path / "last", model, ["only"], {})
+    loaded = load_checkpoint(directory)
+    assert torch.equal(loaded.model.pixel_mean.flatten(), torch.tensor(model.backbone.pretrained_cfg["mean"]))
+    assert_same_outputs(model, loaded.model, frames(n=1))
 
 
 def test_checkpoint_backbone_serves_as_pretrained_weights(tmp_path):

@@ -39,7 +39,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINING_STATE_FILE = "training_state.pt"
 HEADER_KEY = "statechange"  # safetensors header metadata key holding config.json's content
-INIT_SEED = 0  # random init before the saved weights overwrite it; fixed so loading leaves the RNG alone
+INIT_SEED = 0  # when a random init precedes loading (rare, see _model_with_weights); fixed: leaves the RNG alone
 
 
 class CheckpointError(StateChangeError):
@@ -215,14 +215,7 @@ def load_checkpoint(
     config = read_checkpoint_config(model_file)
     model_config = _model_config(model_file, config)
     categories = list(config["categories"])
-    model = init_model(model_config, len(categories), seed=INIT_SEED)
-    state = load_file(str(model_file))
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(
-            f"{model_file} does not match the model its config describes ({_first_line(error)}); the file is damaged."
-        ) from error
+    model = _model_with_weights(model_file, model_config, len(categories), load_file(str(model_file)))
     if model.feature_dim != config["feature_dim"]:
         raise CheckpointError(f"{model_file} says feature_dim {config['feature_dim']} but its backbone gives "
                               f"{model.feature_dim}; the checkpoint was written by an incompatible version.")
@@ -239,6 +232,26 @@ def load_checkpoint(
         path=model_file.parent if model_file.name == MODEL_FILE else model_file,
         config=config,
     )
+
+
+def _model_with_weights(
+    model_file: Path, config: ModelConfig, n_categories: int, state: dict[str, torch.Tensor]
+) -> StateChangeModel:
+    """The architecture with the saved weights, built without a random initialisation first."""
+    with torch.device("meta"):  # every weight is assigned below; skips seconds of ViT-L initialisation
+        model = init_model(config, n_categories)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"{model_file} does not match the model its config describes ({_first_line(error)}); the file is damaged."
+        ) from error
+    model.reset_normalisation()
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        # A backbone with computed, unsaved buffers: those need a real construction.
+        model = init_model(config, n_categories, seed=INIT_SEED)
+        model.load_state_dict(state, strict=True)
+    return model
 
 
 def is_checkpoint(path: str | Path) -> bool:

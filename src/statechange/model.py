@@ -104,9 +104,16 @@ class StateChangeModel(nn.Module):
         self.feature_dim = int(self.backbone.num_features)
         self.state_head = mlp_head(self.feature_dim, config.hidden_sizes, labels.n_state_classes(n_categories))
         self.action_head = mlp_head(self.feature_dim, config.hidden_sizes, labels.n_action_classes(n_categories))
-        # Not saved in checkpoints: they follow from the backbone name.
-        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(1, 3, 1, 1), persistent=False)
+        self.input_mean, self.input_std = backbone.mean, backbone.std
+        self.reset_normalisation()
+
+    def reset_normalisation(self) -> None:
+        """(Re)create the input normalisation buffers, on the CPU. Not saved in checkpoints: they
+        follow from the backbone name (and a model built on the meta device needs them made again)."""
+        mean = torch.tensor(self.input_mean, device="cpu").view(1, 3, 1, 1)  # broadcasts over [N, 3, H, W]
+        std = torch.tensor(self.input_std, device="cpu").view(1, 3, 1, 1)
+        self.register_buffer("pixel_mean", mean, persistent=False)
+        self.register_buffer("pixel_std", std, persistent=False)
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 frames in [0, 255] (or float in [0, 1]) [N, 3, H, W] -> normalised float [N, 3, H, W]."""
