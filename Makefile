@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/statechange demo
+	$(VENV)/bin/statechange demo --output statechange-demo
 
 test: setup
 	$(VENV)/bin/ruff check .
