@@ -1,0 +1,143 @@
+"""Using a trained model: `statechange evaluate`, `statechange predict`, the Python API and the demo,
+end to end on real encoded synthetic videos with a small checkpoint trained in the test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from statechange.cli import main
+from statechange.config import ModelConfig, OptimConfig, TrainConfig
+from statechange.data.decode import decode_video
+from statechange.data.index import build_index
+from statechange.inference import load_model
+from statechange.predictions import read_predictions
+from statechange.train import TrainOptions, TrainPaths, train
+from statechange.viz import FIGURE_DPI, FIGURE_SIZE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    output = tmp_path_factory.mktemp("trained")
+    config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=(32,)),
+                         optim=OptimConfig(n_epochs=1, warmup_epochs=0.0, lr=1e-2))
+    paths = TrainPaths(video_roots=(tiny_dataset / "videos",), dataset_root=tiny_dataset / "dataset", output=output)
+    train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
+    return output / "last"
+
+
+@pytest.fixture(scope="module")
+def test_video(tiny_dataset: Path):
+    return build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").test[0]
+
+
+def data_args(dataset: Path) -> list[str]:
+    return ["--video-roots", str(dataset / "videos"), "--dataset-root", str(dataset / "dataset")]
+
+
+def test_evaluate_numbers_equal_score_on_its_own_prediction_files(checkpoint, tiny_dataset, tmp_path, capsys):
+    predictions = tmp_path / "predictions"
+    assert main(["evaluate", "--checkpoint", str(checkpoint), *data_args(tiny_dataset), "--json",
+                 "--predictions-out", str(predictions), "--device", "cpu", "--no-progress"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert main(["score", "--predictions", str(predictions), "--annotations",
+                 str(tiny_dataset / "dataset" / "annotations"), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    for key in ("state_precision", "action_precision", "joint_state_precision", "joint_action_precision",
+                "state_accuracy", "per_category"):
+        assert evaluated[key] == scored[key], key
+    n_annotated = len(list((tiny_dataset / "dataset" / "annotations").glob("*/*.fps1.csv")))
+    assert sum(c["n_videos"] for c in evaluated["per_category"].values()) == n_annotated
+
+
+def test_predict_writes_rows_per_second_a_summary_and_a_picture(checkpoint, test_video, tmp_path, capsys):
+    output = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--category", test_video.category,
+                 str(test_video.path), "--output", str(output), "--device", "cpu"]) == 0
+    csv_path = output / test_video.category / f"{test_video.video_id}.csv"
+    initial, action, end = read_predictions(csv_path)
+    n_seconds = len(decode_video(test_video.path))
+    assert len(initial) == len(action) == len(end) == n_seconds
+    summary = json.loads(csv_path.with_suffix(".json").read_text())
+    assert summary["duration_seconds"] == n_seconds and summary["category"] == test_video.category
+    constrained = summary["constrained"]
+    assert constrained["initial_state"]["second"] < constrained["action"]["second"] < constrained["end_state"]["second"]
+    assert constrained["action"]["probability"] == pytest.approx(float(action[constrained["action"]["second"]]),
+                                                                 abs=1e-6)
+    assert summary["unconstrained"]["action"]["second"] == int(np.argmax(action))
+    with Image.open(csv_path.with_suffix(".png")) as picture:
+        assert picture.size == (int(FIGURE_SIZE[0] * FIGURE_DPI), int(FIGURE_SIZE[1] * FIGURE_DPI))
+    assert str(csv_path) in capsys.readouterr().out
+
+
+def test_api_and_cli_agree_and_chunking_does_not_change_the_result(checkpoint, test_video, tmp_path):
+    output = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--category", test_video.category,
+                 str(test_video.path), "--output", str(output), "--device", "cpu"]) == 0
+    from_cli = read_predictions(output / test_video.category / f"{test_video.video_id}.csv")
+
+    predictor = load_model(checkpoint, device="cpu")
+    from_path = predictor.predict(test_video.path, test_video.category)
+    for cli_values, api_values in zip(from_cli, (from_path.initial_state, from_path.action, from_path.end_state),
+                                      strict=True):
+        np.testing.assert_array_equal(cli_values, api_values)
+    from_frames = predictor.predict(decode_video(test_video.path), test_video.category)
+    small_chunks = load_model(checkpoint, device="cpu", chunk_size=3).predict(test_video.path, test_video.category)
+    for other in (from_frames, small_chunks):
+        np.testing.assert_allclose(other.action, from_path.action, atol=1e-6)
+        assert other.triplet == from_path.triplet
+    assert from_path.triplet is not None and from_path.triplet[0] < from_path.triplet[1] < from_path.triplet[2]
+
+
+def test_predict_a_folder_means_every_video_in_it(checkpoint, test_video, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(test_video.path, folder / f"a{test_video.path.suffix}")
+    shutil.copy(test_video.path, folder / f"b{test_video.path.suffix}")
+    (folder / "notes.txt").write_text("not a video")
+    assert main(["predict", "--checkpoint", str(checkpoint), "--category", test_video.category, str(folder),
+                 "--output", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / test_video.category).glob("*.csv")) == ["a.csv", "b.csv"]
+
+
+def test_user_errors_get_one_sentence_naming_the_fix(checkpoint, test_video, tmp_path, capsys):
+    base = ["predict", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "out"), "--device", "cpu"]
+    assert main([*base, "--category", "no_such_category", str(test_video.path)]) == 2
+    error = capsys.readouterr().err
+    assert "no_such_category" in error and test_video.category in error
+
+    assert main([*base, "--category", test_video.category, str(tmp_path / "missing.mp4")]) == 2
+    assert "missing.mp4" in capsys.readouterr().err
+
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"this is not a video" * 100)
+    assert main([*base, "--category", test_video.category, str(corrupt)]) == 1
+    assert "corrupt.mp4" in capsys.readouterr().err
+
+    not_a_checkpoint = tmp_path / "weights"
+    not_a_checkpoint.mkdir()
+    (not_a_checkpoint / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    assert main(["predict", "--checkpoint", str(not_a_checkpoint), "--category", test_video.category,
+                 str(test_video.path), "--device", "cpu"]) == 2
+    assert "weights" in capsys.readouterr().err
+
+
+def test_demo_runs_end_to_end_and_reuses_its_output(tmp_path, capsys):
+    from statechange.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(n_categories=2, n_train_videos=2, n_test_videos=1, n_epochs=1, backbone="tiny")
+    metrics = run_demo(tmp_path / "demo", settings, device="cpu", progress=False)
+    first = capsys.readouterr()
+    assert "chance (uniform random)" in first.out and "picture:" in first.out
+    assert set(metrics) >= {"state_precision", "action_precision"}
+    assert list((tmp_path / "demo" / "predictions").glob("*/*.png"))
+    run_demo(tmp_path / "demo", settings, device="cpu", progress=False)
+    second = capsys.readouterr()
+    assert "already there" in second.err and "already trained" in second.err
