@@ -35,7 +35,7 @@ def backbone_fingerprint(backbone: torch.nn.Module, name: str, frames: FrameConf
     for key, tensor in sorted(backbone.state_dict().items()):
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
