@@ -98,6 +98,15 @@ def max_difference(a: torch.Tensor, b: torch.Tensor) -> int:
 # one transform per video
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These frames are few: on a shared 2-core machine OpenMP's barriers would cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_frame_gets_the_same_pixels_alone_in_a_chunk_or_with_the_whole_video(frames, seed):
     augmentation = draw(EVERYTHING, seed)
@@ -107,6 +116,9 @@ def test_a_frame_gets_the_same_pixels_alone_in_a_chunk_or_with_the_whole_video(f
     assert torch.equal(augment_frames(frames[2:3], augmentation)[0], whole[2])
     chunks = torch.cat([augment_frames(frames[:3], augmentation), augment_frames(frames[3:], augmentation)])
     assert torch.equal(chunks, whole[:4])
+    # the trainer passes [T, H, W, 3] frames permuted to [T, 3, H, W] without a copy
+    channels_last = frames.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    assert torch.equal(augment_frames(channels_last, augmentation), whole[:4])
 
 
 def test_a_seed_reproduces_its_transform_and_other_seeds_give_other_frames(frames):
