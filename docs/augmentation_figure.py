@@ -24,7 +24,7 @@ from statechange.data.synth import make_synthetic_dataset
 
 SHOWN_LABELS = (1, 2, 2, 3)  # annotation codes of the frames shown: initial, action, action, end state
 LABEL_NAMES = {1: "initial state", 2: "action", 3: "end state"}
-FIGURE_DPI = 72
+FIGURE_DPI = 64
 
 
 def example_frames(seed: int) -> tuple[torch.Tensor, list[int]]:
