@@ -148,3 +148,16 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_checkpoint(
 def test_too_few_training_videos_for_one_step_is_a_clear_error(tiny_dataset, tmp_path):
     with pytest.raises(StateChangeError, match="local-batch-size"):
         train(tiny_config(local_batch_size=1000), paths_for(tiny_dataset, tmp_path / "run"), OPTIONS)
+
+
+def test_train_command_end_to_end_and_a_missing_root(tiny_dataset, tmp_path, capsys):
+    from statechange.cli import main
+
+    output = tmp_path / "cli-run"
+    arguments = ["train", "--video-roots", str(tiny_dataset / "videos"), "--dataset-root",
+                 str(tiny_dataset / "dataset"), "--backbone", "tiny", "--hidden-sizes", "32", "--n-epochs", "1",
+                 "--lr", "0.01", "--device", "cpu", "--num-workers", "0", "--no-progress", "--output", str(output)]
+    assert main(arguments) == 0
+    assert load_checkpoint(output / "last").metadata["train_config"]["model"]["backbone"] == "tiny"
+    assert main([*arguments[:2], str(tmp_path / "nowhere"), *arguments[3:]]) == 2
+    assert "nowhere" in capsys.readouterr().err
