@@ -82,6 +82,22 @@ SPRITE_EXTENT = 1.75  # half-size of an object's drawing canvas, in object radii
 CAMERA_MARGIN = 6  # pixels of background beyond the frame for camera drift and shake
 NOISE_SIGMA = (1.0, 3.0)  # sensor noise standard deviation (uint8 units), drawn per video
 NOISE_BANK = 6  # noise images drawn per video and picked from per frame
+TOOL_SPEED = (0.3, 0.7)  # tool motion cycles per second: a 1-fps decoder sees a new pose every second
+N_CUTAWAYS = 2  # background shots per video (the stretch before the change, the one after)
+N_BITS = 12  # crumbs drawn per action frame
+HOLDING_HAND_ANGLE = 0.35  # the hand steadying the object reaches in from the side opposite the tool, radians
+KITCHEN, TABLE, FIRST_CUTAWAY = 0, 1, 2
+# Tables and cutaways come from pools shared by all categories, so that no background look (nor the
+# table, seen with the object too) belongs to one category or one video: a model cannot tie it to a state.
+N_SHARED_TABLES = 6
+N_SHARED_CUTAWAYS = 6
+VIDEO_STREAM, TABLE_STREAM, CUTAWAY_STREAM = (
+    0,
+    1,
+    2,
+)  # independent random streams under one seed  # the shots of a video: the plate on the table, the bare table, cutaways
+BACKGROUND_STRETCH_P = 0.6  # probability of background before (and, separately, after) the change
+TABLE_BACKGROUND_P = 0.4  # probability that a background stretch shows the bare table, not a cutaway
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 ID_LENGTH = 11  # like YouTube ids
 
@@ -115,10 +131,10 @@ GOLDEN_RATIO_CONJUGATE = 0.618033988749895  # hue step that keeps any number of 
 # Tool parts in the tool's own frame (tip at the origin, handle along +x), in object radii:
 # (x0, y0, x1, y1, half-width, colour role); "head" is drawn in the category's tool colour.
 TOOL_PARTS: dict[str, tuple[tuple[float, float, float, float, float, str], ...]] = {
-    "knife": ((0.0, 0.0, 1.0, 0.0, 0.09, "head"), (1.0, 0.0, 1.5, 0.0, 0.13, "shaft")),
-    "spatula": ((-0.05, -0.32, -0.05, 0.32, 0.18, "head"), (0.0, 0.0, 1.5, 0.0, 0.08, "shaft")),
-    "whisk": ((0.0, 0.0, 0.0, 0.0, 0.28, "head"), (0.0, 0.0, 1.5, 0.0, 0.08, "shaft")),
-    "masher": ((0.0, -0.45, 0.0, 0.45, 0.1, "head"), (0.0, 0.0, 1.5, 0.0, 0.09, "shaft")),
+    "knife": ((0.0, 0.0, 1.0, 0.0, 0.14, "head"), (1.0, 0.0, 1.5, 0.0, 0.16, "shaft")),
+    "spatula": ((-0.05, -0.32, -0.05, 0.32, 0.2, "head"), (0.0, 0.0, 1.5, 0.0, 0.11, "shaft")),
+    "whisk": ((0.0, 0.0, 0.0, 0.0, 0.3, "head"), (0.0, 0.0, 1.5, 0.0, 0.11, "shaft")),
+    "masher": ((0.0, -0.45, 0.0, 0.45, 0.14, "head"), (0.0, 0.0, 1.5, 0.0, 0.12, "shaft")),
 }
 HAND_PARTS = (  # fingers around the shaft's end (x = 1.5), the palm, and the forearm leaving the frame
     (1.35, -0.3, 1.35, 0.3, 0.08, "skin"),
@@ -208,7 +224,7 @@ def category_style(index: int) -> CategoryStyle:
     end_saturation, end_value = {  # each change moves colour its own way, always far from the start
         "slicing": (0.30, 0.98),  # pale inner flesh
         "cooking": (0.85, 0.42),  # dark, browned
-        "squashing": (0.95, 0.65),
+        "squashing": (0.90, 0.80),
         "peeling": (0.45, 0.88),
     }[change]
     tool = TOOLS[index % len(TOOLS)]
@@ -247,7 +263,7 @@ def render_object(style: CategoryStyle, state: int, radius: float) -> np.ndarray
         angle = np.arctan2(v, u)
         level = _shape_level(style.shape, u / 0.9, v / 0.9) * (1.0 + 0.07 * np.sin(9.0 * angle))
     elif style.change == "squashing":  # wide and flat, pressed down
-        level = _shape_level(style.shape, u / 1.45, (v - 0.3) / 0.6)
+        level = _shape_level(style.shape, u / 1.45, (v - 0.2) / 0.65)
     else:  # peeling: a smaller core, the peel lying in scraps around it
         level = _shape_level(style.shape, u / 0.72, v / 0.72)
         peel = _paint(_peel_level(u, v), u, v, pixel, style.initial_colour, style.initial_texture)
@@ -343,11 +359,8 @@ def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], va
     return np.asarray(_hsv(rng.random(), rng.uniform(*saturation), rng.uniform(*value)), dtype=np.float32)
 
 
-def _background(
-    rng: np.random.Generator, height: int, width: int, centre: tuple[float, float], radius: float
-) -> np.ndarray:
-    """A textured table [height, width, 3] (float32 0..255) with a plate under the object and a few
-    distractor shapes; it shows in every frame, so it tells nothing about the labels."""
+def _surface(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random textured surface [height, width, 3] (float32 0..255): wood, tiles, cloth or a gradient."""
     first = _random_colour(rng, (0.1, 0.6), (0.35, 0.9))
     second = np.clip(first * rng.uniform(0.55, 0.85) + rng.normal(0.0, 20.0, 3), 0, 255).astype(np.float32)
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -367,22 +380,59 @@ def _background(
         mix = np.clip(blotches + 0.1 * np.sin(x / 2.0)[..., None] * np.sin(y / 2.0)[..., None], 0.0, 1.0)
     else:  # a gradient with fine grain
         mix = (x / width * 0.7 + 0.3 * (0.5 + 0.5 * warp))[..., None]
-    image = first * (1.0 - mix) + second * mix
+    return (first * (1.0 - mix) + second * mix).astype(np.float32)
 
-    for _ in range(rng.integers(0, 3)):  # distractors away from the object
+
+def _blob(
+    image: np.ndarray, shape: str, centre: tuple[float, float], size: tuple[float, float], colour: np.ndarray
+) -> np.ndarray:
+    """``image`` [H, W, 3] with a flat, anti-aliased shape of half-size ``size`` (x, y) drawn at ``centre``
+    (in place; returned for convenience)."""
+    reach = 1.3  # every shape of SHAPES lies within 1.3 half-sizes of its centre
+    x0, x1 = max(int(centre[0] - reach * size[0]), 0), min(int(centre[0] + reach * size[0]) + 2, image.shape[1])
+    y0, y1 = max(int(centre[1] - reach * size[1]), 0), min(int(centre[1] + reach * size[1]) + 2, image.shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return image
+    x = (np.arange(x0, x1, dtype=np.float32)[None, :] - centre[0]) / size[0]
+    y = (np.arange(y0, y1, dtype=np.float32)[:, None] - centre[1]) / size[1]
+    alpha = np.clip((1.0 - _shape_level(shape, x, y)) * min(size) + 0.5, 0.0, 1.0)[..., None]
+    region = image[y0:y1, x0:x1]
+    region *= 1.0 - alpha
+    region += alpha * colour
+    return image
+
+
+def _kitchen(rng: np.random.Generator, table: np.ndarray, centre: tuple[float, float], radius: float) -> np.ndarray:
+    """The scene of the state change [height, width, 3]: the table with a plate (or pan) set under the
+    object and a few muted things beside it."""
+    image, height = table.copy(), table.shape[0]
+    for _ in range(rng.integers(0, 3)):
         side = rng.choice([-1.0, 1.0])
-        cx = centre[0] + side * rng.uniform(2.2, 3.2) * radius
-        cy = rng.uniform(0.2, 0.8) * height
-        level = _shape_level(str(rng.choice(SHAPES)), (x - cx) / (0.45 * radius), (y - cy) / (0.45 * radius))
-        alpha = np.clip((1.0 - level) * 0.45 * radius + 0.5, 0.0, 1.0)[..., None]
-        image = image * (1.0 - alpha) + _random_colour(rng, (0.0, 0.25), (0.2, 0.95)) * alpha
-
-    plate = _random_colour(rng, (0.0, 0.15), (0.15, 0.97))  # a white or grey plate, or a dark pan
+        where = (centre[0] + side * rng.uniform(2.2, 3.2) * radius, rng.uniform(0.2, 0.8) * height)
+        colour = _random_colour(rng, (0.0, 0.25), (0.2, 0.95))
+        image = _blob(image, str(rng.choice(SHAPES)), where, (0.45 * radius, 0.45 * radius), colour)
     plate_radius = radius * rng.uniform(1.3, 1.6)
-    distance = np.hypot((x - centre[0]) / 1.1, y - centre[1] - 0.2 * radius) / plate_radius
-    rim = np.clip((distance - 0.85) / 0.15, 0.0, 1.0)[..., None]
-    alpha = np.clip((1.0 - distance) * plate_radius + 0.5, 0.0, 1.0)[..., None]
-    image = image * (1.0 - alpha) + plate * (1.0 - 0.25 * rim) * alpha
+    plate_centre = (centre[0], centre[1] + 0.2 * radius)
+    plate = _random_colour(rng, (0.0, 0.15), (0.15, 0.97))  # white or grey plate, or a dark pan
+    image = _blob(image, "disc", plate_centre, (1.1 * plate_radius, plate_radius), plate * 0.75)
+    image = _blob(image, "disc", plate_centre, (0.95 * plate_radius, 0.86 * plate_radius), plate)
+    return image.astype(np.float32)
+
+
+def _cutaway(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A background shot [height, width, 3], different in every video: another surface with random
+    things on it, and often a presenter (head and shoulders), like the intros and talk of web videos."""
+    image = _surface(rng, height, width)
+    for _ in range(rng.integers(1, 5)):
+        where = (rng.uniform(0.0, width), rng.uniform(0.0, height))
+        size = (rng.uniform(0.08, 0.3) * height, rng.uniform(0.08, 0.3) * height)
+        image = _blob(image, str(rng.choice(SHAPES)), where, size, _random_colour(rng, (0.0, 0.9), (0.2, 0.95)))
+    if rng.random() < 0.6:
+        x = rng.uniform(0.25, 0.75) * width
+        shirt = _random_colour(rng, (0.2, 0.9), (0.2, 0.9))
+        skin = np.asarray(SKIN_TONES[rng.integers(len(SKIN_TONES))], dtype=np.float32)
+        image = _blob(image, "oval", (x, 1.05 * height), (0.32 * height, 0.45 * height), shirt)
+        image = _blob(image, "oval", (x, 0.45 * height), (0.16 * height, 0.27 * height), skin)
     return image.astype(np.float32)
 
 
@@ -396,10 +446,14 @@ def _segments(rng: np.random.Generator, kind: str, n_seconds: int) -> list[tuple
         before = int(rng.integers(0, n_seconds - shown + 1))
         parts = [(ANNOTATION_BACKGROUND, before), (state, shown), (ANNOTATION_BACKGROUND, n_seconds - shown - before)]
         return [part for part in parts if part[1] > 0]
-    codes = (ANNOTATION_BACKGROUND, ANNOTATION_INITIAL_STATE, ANNOTATION_ACTION, ANNOTATION_END_STATE,
-             ANNOTATION_BACKGROUND)  # fmt: skip
-    minimum = np.array([MIN_BACKGROUND_SECONDS, *[MIN_STATE_SECONDS] * 3, MIN_BACKGROUND_SECONDS])
-    extra = rng.multinomial(n_seconds - int(minimum.sum()), rng.dirichlet([1.0, 2.0, 2.0, 2.0, 1.0]))
+    # background before and after the change are each there in most videos, not all (some videos
+    # open on the object or close on the result), so no background look is tied to one state
+    before, after = (bool(rng.random() < BACKGROUND_STRETCH_P) for _ in range(2))
+    codes = [ANNOTATION_BACKGROUND] * before + [ANNOTATION_INITIAL_STATE, ANNOTATION_ACTION, ANNOTATION_END_STATE]
+    codes += [ANNOTATION_BACKGROUND] * after
+    minimum = np.array([MIN_BACKGROUND_SECONDS if c == ANNOTATION_BACKGROUND else MIN_STATE_SECONDS for c in codes])
+    share = rng.dirichlet([1.0 if c == ANNOTATION_BACKGROUND else 2.0 for c in codes])
+    extra = rng.multinomial(n_seconds - int(minimum.sum()), share)
     return list(zip(codes, (minimum + extra).tolist(), strict=True))
 
 
@@ -442,18 +496,30 @@ def _draw_capsule(
     region += alpha * colour
 
 
-def _draw_tool(
-    frame: np.ndarray, style: CategoryStyle, pose: tuple[float, float, float], radius: float, colours: dict
+def _draw_parts(
+    frame: np.ndarray,
+    parts: Sequence[tuple[float, float, float, float, float, str]],
+    pose: tuple[float, float, float],
+    radius: float,
+    colours: dict[str, np.ndarray],
 ) -> None:
-    """The category's tool and the hand holding it, tip at the pose, into [H, W, 3] in place."""
+    """Capsules given in a local frame (units of ``radius``) placed at pose (x, y, angle), into [H, W, 3]."""
     tip_x, tip_y, angle = pose
     cos, sin = math.cos(angle), math.sin(angle)
 
     def place(px: float, py: float) -> tuple[float, float]:
         return tip_x + radius * (px * cos - py * sin), tip_y + radius * (px * sin + py * cos)
 
-    for x0, y0, x1, y1, half_width, role in (*TOOL_PARTS[style.tool], *HAND_PARTS):
+    for x0, y0, x1, y1, half_width, role in parts:
         _draw_capsule(frame, place(x0, y0), place(x1, y1), half_width * radius, colours[role])
+
+
+def _draw_bits(frame: np.ndarray, rng: np.random.Generator, centre: tuple[float, float], radius: float,
+               colour: np.ndarray) -> None:  # fmt: skip
+    """Crumbs flying off the object where the tool works, new ones every frame."""
+    for _ in range(N_BITS):
+        x, y = centre[0] + rng.normal(0.0, 0.45 * radius), centre[1] + rng.normal(0.0, 0.45 * radius)
+        _draw_capsule(frame, (x, y), (x, y), rng.uniform(0.04, 0.08) * radius, colour)
 
 
 def _changing(initial: np.ndarray, end: np.ndarray, progress: float, from_right: bool) -> np.ndarray:
@@ -495,6 +561,8 @@ class _VideoJob:
     kind: str
     relevance: float
     seed: tuple[int, ...]  # entropy of the video's own random generator
+    table_seed: tuple[int, ...]  # entropy of its table, one of a pool shared by all categories
+    cutaway_seeds: tuple[tuple[int, ...], ...]  # entropy of its N_CUTAWAYS cutaways, from a shared pool
     frame_size: tuple[int, int]
     seconds: tuple[int, int]  # (min, max) length
 
@@ -508,11 +576,12 @@ class _Scene:
     fps: int
     action_start: int  # second the action begins (0 when there is none)
     action_length: int  # its length in seconds (1 when there is none)
-    background: np.ndarray  # float32 [H + 2m, W + 2m, 3], m = CAMERA_MARGIN
+    shots: np.ndarray  # float32 [2 + N_CUTAWAYS, H + 2m, W + 2m, 3], m = CAMERA_MARGIN: KITCHEN, TABLE, cutaways
+    shot_of_second: np.ndarray  # int64 [T]: the shot each second shows
     initial: np.ndarray  # float32 RGBA [S, S, 4]
     end: np.ndarray  # float32 RGBA [S, S, 4]
     radius: float  # object radius, pixels
-    centre: tuple[float, float]  # object centre on the background canvas
+    centre: tuple[float, float]  # object centre on the kitchen canvas
     change_from_right: bool  # the action turns the object's columns from the right
     tool_mirrored: bool  # the tool comes from the left instead of the right
     tool_phase: float
@@ -524,7 +593,7 @@ class _Scene:
 
     @property
     def corner(self) -> tuple[int, int]:
-        """Top-left corner of the object canvas on the background canvas."""
+        """Top-left corner of the object canvas on the kitchen canvas."""
         size = self.initial.shape[0]
         return round(self.centre[0] - size / 2), round(self.centre[1] - size / 2)
 
@@ -541,13 +610,25 @@ def _make_scene(job: _VideoJob, rng: np.random.Generator) -> _Scene:
     margin = CAMERA_MARGIN
     centre = (rng.uniform(*OBJECT_CENTRE_X) * width + margin, rng.uniform(*OBJECT_CENTRE_Y) * height + margin)
     tool_colour = np.asarray(job.style.tool_colour, dtype=np.float32)
+    canvas = (height + 2 * margin, width + 2 * margin)
+    table = _surface(np.random.default_rng(job.table_seed), *canvas)
+    cutaways = [_cutaway(np.random.default_rng(seed), *canvas) for seed in job.cutaway_seeds]
+    # a background stretch shows the bare table or, more often, a cutaway shot of its own
+    stretch = np.cumsum([code == ANNOTATION_BACKGROUND for code in codes]) - 1
+    shot_of_segment = [
+        KITCHEN if code != ANNOTATION_BACKGROUND
+        else TABLE if rng.random() < TABLE_BACKGROUND_P
+        else FIRST_CUTAWAY + int(stretch[i] % N_CUTAWAYS)
+        for i, code in enumerate(codes)
+    ]  # fmt: skip
     return _Scene(
         style=job.style,
         labels=labels,
         fps=fps,
         action_start=sum(length for _, length in segments[:action]) if action is not None else 0,
         action_length=segments[action][1] if action is not None else 1,
-        background=_background(rng, height + 2 * margin, width + 2 * margin, centre, radius),
+        shots=np.stack([_kitchen(rng, table, centre, radius), table, *cutaways]),
+        shot_of_second=np.repeat(shot_of_segment, [length for _, length in segments]),
         initial=render_object(job.style, ANNOTATION_INITIAL_STATE, radius),
         end=render_object(job.style, ANNOTATION_END_STATE, radius),
         radius=radius,
@@ -555,11 +636,12 @@ def _make_scene(job: _VideoJob, rng: np.random.Generator) -> _Scene:
         change_from_right=bool(rng.random() < 0.5),
         tool_mirrored=bool(rng.random() < 0.5),
         tool_phase=float(rng.uniform(0.0, 2.0 * math.pi)),
-        tool_speed=float(rng.uniform(0.7, 1.3)),
+        tool_speed=float(rng.uniform(*TOOL_SPEED)),
         colours={
             "head": tool_colour,
             "shaft": tool_colour * 0.45,
             "skin": np.asarray(SKIN_TONES[rng.integers(len(SKIN_TONES))], dtype=np.float32),
+            "bits": np.asarray(job.style.end_colour, dtype=np.float32),
         },
         noise=rng.normal(0.0, rng.uniform(*NOISE_SIGMA), (NOISE_BANK, height, width, 3)).astype(np.float32),
         drift=rng.uniform(-margin / 2, margin / 2, 2),
@@ -575,7 +657,8 @@ def _draw_frame(scene: _Scene, index: int, rng: np.random.Generator, width: int,
     pan = 2.0 * time / len(scene.labels) - 1.0
     ox = min(max(round(CAMERA_MARGIN + scene.drift[0] * pan + rng.integers(-1, 2)), 0), 2 * CAMERA_MARGIN)
     oy = min(max(round(CAMERA_MARGIN + scene.drift[1] * pan + rng.integers(-1, 2)), 0), 2 * CAMERA_MARGIN)
-    frame = scene.background[oy : oy + height, ox : ox + width].copy()  # [H, W, 3]
+    shot = scene.shots[scene.shot_of_second[index // scene.fps]]
+    frame = shot[oy : oy + height, ox : ox + width].copy()  # [H, W, 3]
     wobble = round(1.5 * math.sin(0.8 * time + scene.wobble_phase))
     x0, y0 = scene.corner[0] - ox + wobble, scene.corner[1] - oy
     if code == ANNOTATION_INITIAL_STATE:
@@ -590,9 +673,14 @@ def _draw_frame(scene: _Scene, index: int, rng: np.random.Generator, width: int,
         tip_x, tip_y, angle = _tool_pose(
             scene.style.motion, since, scene.tool_phase, scene.tool_speed, centre, scene.radius
         )
+        holding = (centre[0], centre[1] + 0.1 * scene.radius, math.pi - HOLDING_HAND_ANGLE)  # the other hand
         if scene.tool_mirrored:
             tip_x, angle = 2.0 * centre[0] - tip_x, math.pi - angle
-        _draw_tool(frame, scene.style, (tip_x, tip_y, angle), scene.radius, scene.colours)
+            holding = (holding[0], holding[1], HOLDING_HAND_ANGLE)
+        _draw_parts(frame, HAND_PARTS, holding, scene.radius, scene.colours)
+        _draw_bits(frame, rng, (tip_x, tip_y), scene.radius, scene.colours["bits"])
+        _draw_parts(frame, (*TOOL_PARTS[scene.style.tool], *HAND_PARTS), (tip_x, tip_y, angle), scene.radius,
+                    scene.colours)  # fmt: skip
     frame *= 1.0 + rng.normal(0.0, 0.02)  # lighting flicker
     frame += scene.noise[rng.integers(NOISE_BANK)]
     return np.clip(frame, 0.0, 255.0).astype(np.uint8)
@@ -680,7 +768,12 @@ def make_synthetic_dataset(
                     split=split,
                     kind=kind,
                     relevance=_relevance(plan_rng, kind, theta),
-                    seed=(seed, index, number),
+                    seed=(seed, VIDEO_STREAM, index, number),
+                    table_seed=(seed, TABLE_STREAM, int(plan_rng.integers(N_SHARED_TABLES))),
+                    cutaway_seeds=tuple(
+                        (seed, CUTAWAY_STREAM, int(c))
+                        for c in plan_rng.choice(N_SHARED_CUTAWAYS, N_CUTAWAYS, replace=False)
+                    ),
                     frame_size=frame_size,
                     seconds=(min_seconds, max_seconds),
                 )
