@@ -1,30 +1,38 @@
 """A small synthetic dataset in exactly the ChangeIt layout, for tests, the demo and benchmarks.
 
 What the videos show. Each category is one kind of object with a state-modifying action, e.g.
-``disc_slicing``: a striped disc (initial state) is cut by a knife held in a hand (action) and ends
-as four pale, ringed quarters lying apart (end state). Per category the object's shape, colours and
-surface texture, the way the end state differs (sliced into pieces, cooked dark and crinkled,
-squashed flat, peeled down to a smaller core with peel scraps beside it), and the tool with its
-motion (a knife sawing, a spatula pressing, a whisk stirring, a masher sweeping) are distinct, so
-the four outcomes a model must tell apart (initial state, action, end state, background of each
-category) have visual evidence an ImageNet-pretrained backbone picks up: colour, texture, shape
-and a moving, hand-held tool. The end state changes colour, texture *and* shape, never a slight
-recolouring of the initial state.
+``disc_slicing``: a striped orange disc on a plate (initial state) is sawn by a hand-held knife while
+another hand steadies it and crumbs fly (action), and ends as four pale, ringed quarters lying apart
+(end state). Per category the object's shape, colours and surface texture, the way the end state
+differs (sliced into pieces, cooked dark and crinkled, squashed flat, peeled down to a smaller core
+with scraps beside it) and the tool with its motion (knife sawing, spatula pressing, whisk stirring,
+masher sweeping) are distinct. So every outcome a model must tell apart has visual evidence an
+ImageNet-pretrained backbone picks up (colour, texture, shape, a hand-held tool moving), and the end
+state changes colour, texture *and* shape, never a slight recolouring of the initial state.
 
-A relevant video runs: background (the table and plate, no object), the initial state for several
-seconds, the action (the tool works over the object while the object turns, front by front, from
-its initial into its end look), the end state for several seconds, background again. Lengths,
-positions, object scale, backgrounds (wood, tiles, cloth, gradients in random colours, a plate or
-pan, distractor shapes), frame rate, camera shake, lighting flicker and sensor noise vary per video
-or per frame, so no two frames are identical and the only consistent cue is the object and tool.
+A relevant video runs: background, the initial state for several seconds, the action (the tool works
+while the object turns, column by column, from its initial into its end look), the end state for
+several seconds, background. Lengths, positions, object scale, frame rate (4-6 fps), table,
+plate, camera drift and shake, lighting flicker and sensor noise vary per video or per frame.
 Segment boundaries fall on whole seconds, so every frame of second s shows what row s of the
 annotation says, whichever instant of that second a 1-fps decoder samples.
 
-Like ChangeIt's noisy web videos, some training videos are irrelevant (only background, or only one
-state, never a change) and get relevance scores below the category's centring parameter theta_c;
-relevant ones score above it, so that w = sigmoid((r - theta_c) / 0.001) is ~1 for relevant and ~0
-for irrelevant videos. One relevant training video per category may get a score just below theta_c
-(label noise: a good video the scorer missed). Test videos are all relevant and annotated.
+Why the background looks the way it does. The method's pseudo-labels come from the ordering
+initial < action < end alone, and its state head only ever sees action frames as "background". A
+background look that is the same in many videos and always precedes (or follows) the object is
+then as good a candidate for "initial state" (or "end state") as the object itself, and with few
+videos a model can even memorise each video's background. So: a background stretch is there before
+the change in most videos but not all, likewise after it; it shows either the bare table or a
+cutaway (another surface with random things, often a presenter), like the intros and talk of web
+videos; and tables and cutaways come from small pools shared by all categories, so none of them
+belongs to a category. The only look consistent within a category is the object's.
+
+Like ChangeIt's noisy web videos, about a quarter of the training videos are irrelevant (only
+background, or only one state, never a change) and get relevance scores well below the category's
+centring parameter theta_c; relevant ones score well above it, so that
+w = sigmoid((r - theta_c) / 0.001) is ~1 for relevant and ~0 for irrelevant videos. With enough
+training videos, one relevant video per category is scored just below theta_c (label noise: a good
+video the scorer missed). Test videos are all relevant and annotated.
 
 Written layout (``output``):
     videos/<category>/<video_id>.mp4 | .webm     H.264 in MP4 and VP9 in WebM, alternating
@@ -33,7 +41,7 @@ Written layout (``output``):
     dataset/videos/<category>.csv                 video_id,relevance_score (all videos)
     truth/<category>/<video_id>.fps1.csv          label per second of the training videos
                                                   (diagnostics only; never read by training)
-Everything is a deterministic function of the seed (byte-identical files).
+Everything is a deterministic function of the seed (byte-identical files, any number of workers).
 """
 
 from __future__ import annotations
@@ -74,6 +82,8 @@ CENTERING_RANGE = (0.30, 0.40)  # theta_c per category, like ChangeIt's 0.30..0.
 RELEVANT_MARGIN = (0.05, 0.35)  # relevant videos: r - theta_c in this range
 IRRELEVANT_MARGIN = (0.05, 0.30)  # irrelevant videos: theta_c - r in this range
 NOISY_MARGIN = (0.01, 0.03)  # label noise: a relevant video with theta_c - r in this range
+# Every margin is at least ten temperatures of the noise-adaptive weight, so w < 5e-5 or w > 1 - 5e-5.
+assert min(RELEVANT_MARGIN[0], IRRELEVANT_MARGIN[0], NOISY_MARGIN[0]) >= 10 * LossConfig().relevance_temperature
 MIN_RELEVANCE = 0.02
 OBJECT_RADIUS = (0.20, 0.28)  # object radius, fraction of the frame height, drawn per video
 OBJECT_CENTRE_X = (0.42, 0.58)  # fraction of the width: inside the 224x224 evaluation centre crop
@@ -83,21 +93,19 @@ CAMERA_MARGIN = 6  # pixels of background beyond the frame for camera drift and 
 NOISE_SIGMA = (1.0, 3.0)  # sensor noise standard deviation (uint8 units), drawn per video
 NOISE_BANK = 6  # noise images drawn per video and picked from per frame
 TOOL_SPEED = (0.3, 0.7)  # tool motion cycles per second: a 1-fps decoder sees a new pose every second
-N_CUTAWAYS = 2  # background shots per video (the stretch before the change, the one after)
 N_BITS = 12  # crumbs drawn per action frame
-HOLDING_HAND_ANGLE = 0.35  # the hand steadying the object reaches in from the side opposite the tool, radians
+HOLDING_HAND_ANGLE = 0.35  # radians; the hand steadying the object comes from the side opposite the tool
+
+# Shots of a video: the plate on the table (where the object is), the bare table, cutaways.
 KITCHEN, TABLE, FIRST_CUTAWAY = 0, 1, 2
-# Tables and cutaways come from pools shared by all categories, so that no background look (nor the
-# table, seen with the object too) belongs to one category or one video: a model cannot tie it to a state.
-N_SHARED_TABLES = 6
-N_SHARED_CUTAWAYS = 6
-VIDEO_STREAM, TABLE_STREAM, CUTAWAY_STREAM = (
-    0,
-    1,
-    2,
-)  # independent random streams under one seed  # the shots of a video: the plate on the table, the bare table, cutaways
+N_CUTAWAYS = 2  # cutaways per video (for the stretch before the change and the one after)
 BACKGROUND_STRETCH_P = 0.6  # probability of background before (and, separately, after) the change
 TABLE_BACKGROUND_P = 0.4  # probability that a background stretch shows the bare table, not a cutaway
+# Tables and cutaways come from pools shared by all categories, so that no background look (nor the
+# table, seen with the object too) belongs to one category or one video.
+N_SHARED_TABLES = 6
+N_SHARED_CUTAWAYS = 6
+VIDEO_STREAM, TABLE_STREAM, CUTAWAY_STREAM = 0, 1, 2  # independent random streams under one seed
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 ID_LENGTH = 11  # like YouTube ids
 
@@ -355,7 +363,7 @@ def _upsample(grid: np.ndarray, height: int, width: int) -> np.ndarray:
     return (top * (1.0 - fy) + bottom * fy).astype(np.float32)
 
 
-def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]):
+def _random_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]) -> np.ndarray:
     return np.asarray(_hsv(rng.random(), rng.uniform(*saturation), rng.uniform(*value)), dtype=np.float32)
 
 
@@ -420,8 +428,8 @@ def _kitchen(rng: np.random.Generator, table: np.ndarray, centre: tuple[float, f
 
 
 def _cutaway(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A background shot [height, width, 3], different in every video: another surface with random
-    things on it, and often a presenter (head and shoulders), like the intros and talk of web videos."""
+    """A background shot [height, width, 3] (one of the dataset's shared pool): another surface with
+    random things on it, and often a presenter (head and shoulders), like the intros and talk of web videos."""
     image = _surface(rng, height, width)
     for _ in range(rng.integers(1, 5)):
         where = (rng.uniform(0.0, width), rng.uniform(0.0, height))
@@ -514,8 +522,9 @@ def _draw_parts(
         _draw_capsule(frame, place(x0, y0), place(x1, y1), half_width * radius, colours[role])
 
 
-def _draw_bits(frame: np.ndarray, rng: np.random.Generator, centre: tuple[float, float], radius: float,
-               colour: np.ndarray) -> None:  # fmt: skip
+def _draw_bits(
+    frame: np.ndarray, rng: np.random.Generator, centre: tuple[float, float], radius: float, colour: np.ndarray
+) -> None:
     """Crumbs flying off the object where the tool works, new ones every frame."""
     for _ in range(N_BITS):
         x, y = centre[0] + rng.normal(0.0, 0.45 * radius), centre[1] + rng.normal(0.0, 0.45 * radius)
@@ -586,7 +595,7 @@ class _Scene:
     tool_mirrored: bool  # the tool comes from the left instead of the right
     tool_phase: float
     tool_speed: float  # motion cycles per second
-    colours: dict[str, np.ndarray]  # tool head, tool shaft and skin, RGB float32
+    colours: dict[str, np.ndarray]  # "head", "shaft" (tool), "skin", "bits" (crumbs): RGB float32
     noise: np.ndarray  # float32 [NOISE_BANK, H, W, 3]
     drift: np.ndarray  # camera drift over the whole video, pixels (x, y)
     wobble_phase: float
@@ -599,6 +608,7 @@ class _Scene:
 
 
 def _make_scene(job: _VideoJob, rng: np.random.Generator) -> _Scene:
+    """Draw the timeline, the shots, the object looks and the motion parameters of one video."""
     width, height = job.frame_size
     n_seconds = int(rng.integers(job.seconds[0], job.seconds[1] + 1))
     fps = int(rng.choice(FRAME_RATES))
@@ -613,7 +623,7 @@ def _make_scene(job: _VideoJob, rng: np.random.Generator) -> _Scene:
     canvas = (height + 2 * margin, width + 2 * margin)
     table = _surface(np.random.default_rng(job.table_seed), *canvas)
     cutaways = [_cutaway(np.random.default_rng(seed), *canvas) for seed in job.cutaway_seeds]
-    # a background stretch shows the bare table or, more often, a cutaway shot of its own
+    # a background stretch shows the bare table or, more often, one of the video's cutaways
     stretch = np.cumsum([code == ANNOTATION_BACKGROUND for code in codes]) - 1
     shot_of_segment = [
         KITCHEN if code != ANNOTATION_BACKGROUND
@@ -679,8 +689,8 @@ def _draw_frame(scene: _Scene, index: int, rng: np.random.Generator, width: int,
             holding = (holding[0], holding[1], HOLDING_HAND_ANGLE)
         _draw_parts(frame, HAND_PARTS, holding, scene.radius, scene.colours)
         _draw_bits(frame, rng, (tip_x, tip_y), scene.radius, scene.colours["bits"])
-        _draw_parts(frame, (*TOOL_PARTS[scene.style.tool], *HAND_PARTS), (tip_x, tip_y, angle), scene.radius,
-                    scene.colours)  # fmt: skip
+        tool = (*TOOL_PARTS[scene.style.tool], *HAND_PARTS)
+        _draw_parts(frame, tool, (tip_x, tip_y, angle), scene.radius, scene.colours)
     frame *= 1.0 + rng.normal(0.0, 0.02)  # lighting flicker
     frame += scene.noise[rng.integers(NOISE_BANK)]
     return np.clip(frame, 0.0, 255.0).astype(np.uint8)
@@ -865,8 +875,6 @@ def _training_kinds(rng: np.random.Generator, n_videos: int, irrelevant_fraction
 
 def _relevance(rng: np.random.Generator, kind: str, centering: float) -> float:
     """A relevance score far enough from theta_c that w is ~1 (relevant) or ~0 (the others)."""
-    temperature = LossConfig().relevance_temperature
-    assert NOISY_MARGIN[0] >= 10 * temperature, "scores must stay many temperatures away from theta_c"
     if kind == RELEVANT:
         score = centering + rng.uniform(*RELEVANT_MARGIN)
     elif kind == NOISY:
