@@ -16,13 +16,13 @@ from tqdm import tqdm
 
 from statechange import distributed
 from statechange.checkpoint import load_checkpoint
-from statechange.config import FrameConfig, from_dict
+from statechange.config import FrameConfig
 from statechange.data.cache import FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import IndexedVideo, build_index, read_annotation
 from statechange.errors import StateChangeError
 from statechange.features import FeatureStore
-from statechange.inference import video_logits
+from statechange.inference import frames_config_of, video_logits
 from statechange.labels import category_probabilities
 from statechange.metrics import MetricsAccumulator
 from statechange.model import StateChangeModel
@@ -121,10 +121,8 @@ def evaluate_checkpoint(
         raise StateChangeError(f"No annotated video found for {dataset_root}/annotations in the video roots; "
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
-    train_config = loaded.metadata.get("train_config") or {}
-    frames_config = from_dict(FrameConfig, train_config["frames"]) if "frames" in train_config else FrameConfig()
     return evaluate(loaded.model, videos, device, FrameCache(frame_cache) if frame_cache else None, None,
-                    frames_config, chunk_size, precision, predictions_out, progress)
+                    frames_config_of(loaded), chunk_size, precision, predictions_out, progress)
 
 
 def chance_metrics(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from statechange.checkpoint import load_checkpoint
+from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
 from statechange.config import FrameConfig, from_dict
 from statechange.data.augment import VideoAugmentation, training_view
 from statechange.data.decode import iter_frame_chunks
@@ -205,6 +205,11 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     checkpoint = load_checkpoint(path, device=device, load_training_state=False)
+    return StateChangePredictor(checkpoint.model, checkpoint.categories, device, frames_config_of(checkpoint),
+                                precision, chunk_size)
+
+
+def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:
+    """The frame settings a checkpoint was trained with (the defaults for checkpoints that lack them)."""
     train_config = checkpoint.metadata.get("train_config") or {}
-    frames = from_dict(FrameConfig, train_config["frames"]) if "frames" in train_config else FrameConfig()
-    return StateChangePredictor(checkpoint.model, checkpoint.categories, device, frames, precision, chunk_size)
+    return from_dict(FrameConfig, train_config["frames"]) if "frames" in train_config else FrameConfig()
