@@ -150,7 +150,7 @@ def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainO
 def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
            context: distributed.DistributedContext) -> TrainResult:
     device, is_main = context.device, context.is_main
-    log = _Logger(paths.output, enabled=is_main)
+    log = _Logger(paths.output, enabled=is_main, rank=context.rank)
     torch.manual_seed(config.seed)
 
     # ---- data ----------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
                 if item.error is not None:
                     if video.key not in skipped_undecodable:
                         skipped_undecodable.add(video.key)
-                        log.print(f"skipping {video.path}: {item.error}")
+                        log.warn(f"skipping {video.path}: {item.error}")
                     continue
                 if item.n_frames < 3:
                     too_short += 1
@@ -260,7 +260,7 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
             "grad_norm": totals[3].item() / max(1, totals[4].item()),
             "lr": schedulers[0].get_last_lr()[0],
             "lr_backbone": schedulers[1].get_last_lr()[0] if train_backbone else None,
-            "skipped_undecodable": len(skipped_undecodable),
+            "skipped_undecodable": len(skipped_undecodable),  # seen so far by this (the main) process
             "skipped_too_short": int(counts[0].item()),
             "seconds": round(time.time() - started, 2),
         }
@@ -480,8 +480,8 @@ def _resume(directory: Path, model: StateChangeModel, optimizers: list, schedule
 class _Logger:
     """Console lines, a JSON-lines file and TensorBoard scalars, all on the main process only."""
 
-    def __init__(self, output: Path, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, output: Path, enabled: bool, rank: int = 0) -> None:
+        self.enabled, self.rank = enabled, rank
         self.writer = None
         if enabled:
             output.mkdir(parents=True, exist_ok=True)
@@ -496,6 +496,10 @@ class _Logger:
     def print(self, message: str) -> None:
         if self.enabled:
             tqdm.write(message, file=sys.stderr)
+
+    def warn(self, message: str) -> None:
+        """A line from any rank (e.g. a video it skipped), prefixed with the rank on the others."""
+        tqdm.write(message if self.enabled else f"[rank {self.rank}] {message}", file=sys.stderr)
 
     def epoch(self, record: dict[str, Any]) -> None:
         if not self.enabled:
