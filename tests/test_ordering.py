@@ -195,3 +195,12 @@ def test_bad_lengths_and_distance_raise():
         best_pair(x, x, lengths=torch.tensor([5]))
     with pytest.raises(ValueError, match="max_distance"):
         best_triplet(x, x, x, max_distance=0)
+
+
+def test_pair_takes_the_first_end_frame_whose_rounded_product_ties():
+    # 0.63489336 < 0.6348934 (adjacent float32 values), yet both products round to the same float32:
+    # the release's loop sees a tie and keeps the earlier end frame
+    initial = torch.tensor([0.81848085, 0.0, 0.0, 0.0], dtype=torch.float32)
+    end = torch.tensor([0.0, 0.63489336, 0.6348934, 0.0], dtype=torch.float32)
+    assert end[1] < end[2] and initial[0] * end[1] == initial[0] * end[2]
+    assert best_pair(initial, end).tolist() == list(brute_force_pair(initial, end)) == [0, 1]

@@ -99,7 +99,10 @@ def best_pair(initial: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor | 
     no_room = frame > lengths[:, None] - 2
     best_value, best_initial = (initial * after).masked_fill(no_room, -torch.inf).max(dim=1)  # first i
     rows = torch.arange(batch, device=device)
-    best_end = _first_index_of(end, best_initial + 1, n_frames, after[rows, best_initial])
+    # j: the first frame after i whose *product* reaches the maximum, as the release's loop finds it
+    # (two end values one float apart can round to the same product)
+    products = initial[rows, best_initial][:, None] * end  # [B, T]
+    best_end = _first_index_of(products, best_initial + 1, n_frames, best_value)
     pair = torch.stack((best_initial, best_end), dim=1)
     # a zero maximum makes every pair a tie: the first one is (0, 1)
     pair = torch.where((best_value == 0)[:, None], torch.arange(2, device=device).expand(batch, 2), pair)
