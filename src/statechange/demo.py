@@ -4,7 +4,6 @@ evaluation beside chance -> a prediction with its picture. CPU-friendly, no netw
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -47,9 +46,8 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
     from statechange.data.synth import make_synthetic_dataset
     from statechange.evaluate import chance_metrics, evaluate_checkpoint
     from statechange.inference import load_model
-    from statechange.predictions import prediction_path, write_predictions
     from statechange.train import LAST, TrainOptions, TrainPaths, train
-    from statechange.viz import frames_at, plot_prediction
+    from statechange.viz import save_prediction
 
     output = output.resolve()
     data, cache, run, predictions = output / "data", output / "cache", output / "run", output / "predictions"
@@ -97,11 +95,7 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
     video = test_videos[0]
     predictor = load_model(run / LAST, device=device)
     prediction = predictor.predict(video.path, video.category)
-    csv_path = write_predictions(prediction_path(predictions, video.category, video.video_id),
-                                 prediction.initial_state, prediction.action, prediction.end_state)
-    csv_path.with_suffix(".json").write_text(json.dumps(prediction.summary(), indent=2) + "\n")
-    images = frames_at(video.path, prediction.triplet, predictor.frames) if prediction.triplet else None
-    png = plot_prediction(prediction, images, csv_path.with_suffix(".png"))
+    csv_path, png = save_prediction(prediction, video.path, predictions, video.video_id, predictor.frames)
     if prediction.triplet:
         initial, action, end = prediction.triplet
         print(f"\n{video.path.name} ({video.category}): initial state at {initial} s, action at {action} s, "

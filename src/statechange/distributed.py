@@ -104,6 +104,13 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+def rank_and_world_size() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without a process group."""
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

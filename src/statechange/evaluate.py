@@ -67,7 +67,7 @@ def evaluate(
     progress: bool = False,
 ) -> EvaluationResult:
     """Score every annotated video once across all ranks; every rank gets the merged result."""
-    rank, world_size = _rank_and_world()
+    rank, world_size = distributed.rank_and_world_size()
     model.eval()
     local = MetricsAccumulator()
     failed: list[tuple[str, str]] = []
@@ -89,12 +89,6 @@ def evaluate(
     merged = MetricsAccumulator.from_states(distributed.all_gather_objects(local.to_state()))
     all_failed = [item for part in distributed.all_gather_objects(failed) for item in part]
     return EvaluationResult(merged, all_failed)
-
-
-def _rank_and_world() -> tuple[int, int]:
-    if torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def evaluate_checkpoint(

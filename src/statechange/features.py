@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from statechange.config import FrameConfig
 from statechange.data.index import VideoFile
@@ -59,12 +59,10 @@ class FeatureStore:
         if not path.exists():
             return None
         try:
-            with open(path, "rb") as file:
-                header_size = int.from_bytes(file.read(8), "little")
-                metadata = json.loads(file.read(header_size)).get("__metadata__", {})
-            if metadata != _source_stamp(video.path):
-                return None
-            return load_file(path)["features"]
+            with safe_open(path, framework="pt") as file:
+                if file.metadata() != _source_stamp(video.path):
+                    return None
+                return file.get_tensor("features")
         except (OSError, ValueError, KeyError, SafetensorError):
             return None
 

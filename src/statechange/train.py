@@ -276,13 +276,12 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
         log.epoch(record)
         if is_main:
             metadata = {"train_config": to_dict(config), "epoch": epoch, "metrics": record.get("metrics")}
-            training_state = _training_state(epoch, optimizers, schedulers, best_precision)
             precision_now = (record.get("metrics") or {}).get("state_precision")
             if precision_now is not None and precision_now > best_precision:
                 best_precision = precision_now
-                training_state["best_state_precision"] = best_precision
                 save_checkpoint(paths.output / BEST, model, index.categories, metadata)
-            save_checkpoint(paths.output / LAST, model, index.categories, metadata, training_state)
+            save_checkpoint(paths.output / LAST, model, index.categories, metadata,
+                            _training_state(epoch, optimizers, schedulers, best_precision))
         distributed.barrier()
     log.close()
     return TrainResult(model, index.categories, summary, epochs_run)

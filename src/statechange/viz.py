@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +79,21 @@ def plot_prediction(prediction: Prediction, images: Sequence[np.ndarray] | None,
     figure.savefig(path, dpi=FIGURE_DPI)
     plt.close(figure)
     return path
+
+
+def save_prediction(prediction: Prediction, video: str | Path | np.ndarray, output: str | Path, video_id: str,
+                    frames: FrameConfig = FrameConfig()) -> tuple[Path, Path]:
+    """Write ``<output>/<category>/<video_id>``.csv (per second), .json (summary) and .png (picture).
+
+    Returns (csv path, png path); the picture's frames are read again from ``video``.
+    """
+    from statechange.predictions import prediction_path, write_predictions
+
+    csv_path = write_predictions(prediction_path(output, prediction.category, video_id),
+                                 prediction.initial_state, prediction.action, prediction.end_state)
+    csv_path.with_suffix(".json").write_text(json.dumps(prediction.summary(), indent=2) + "\n")
+    images = frames_at(video, prediction.triplet, frames) if prediction.triplet else None
+    return csv_path, plot_prediction(prediction, images, csv_path.with_suffix(".png"))
 
 
 def _clock(second: int) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -54,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     from statechange.data.decode import VideoDecodeError
     from statechange.inference import load_model
-    from statechange.predictions import prediction_path, write_predictions
-    from statechange.viz import frames_at, plot_prediction
+    from statechange.viz import save_prediction
 
     videos = expand_videos(args.videos)
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
@@ -65,17 +63,13 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr):
         try:
             prediction = predictor.predict(video, args.category)
-            images = frames_at(video, prediction.triplet, predictor.frames) if prediction.triplet else None
+            csv_path, png_path = save_prediction(prediction, video, args.output, video_id_of(video),
+                                                 predictor.frames)
         except VideoDecodeError as error:
             print(f"statechange predict: {error}", file=sys.stderr)
             failed += 1
             continue
-        csv_path = write_predictions(prediction_path(args.output, args.category, video_id_of(video)),
-                                     prediction.initial_state, prediction.action, prediction.end_state)
-        summary = prediction.summary()
-        csv_path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-        png_path = plot_prediction(prediction, images, csv_path.with_suffix(".png"))
-        print(_describe(summary, csv_path, png_path))
+        print(_describe(prediction.summary(), csv_path, png_path))
     if failed:
         print(f"statechange predict: {failed} of {len(videos)} videos could not be read.", file=sys.stderr)
     return 1 if failed else 0

@@ -8,7 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from statechange.data.index import ANNOTATION_SUFFIX, read_annotation, video_id_of
+from statechange.data.index import ANNOTATION_SUFFIX, annotation_files, read_annotation
 from statechange.errors import StateChangeError
 from statechange.metrics import MetricsAccumulator
 from statechange.predictions import find_prediction_files, read_predictions
@@ -54,11 +54,7 @@ def find_annotation_files(directory: Path) -> dict[str, Path]:
         raise StateChangeError(f"Annotation folder {directory} does not exist; check the path.")
     if not any(directory.glob(f"*/*{ANNOTATION_SUFFIX}")) and (directory / "annotations").is_dir():
         directory = directory / "annotations"
-    found = {
-        f"{path.parent.name}/{video_id_of(path)}": path
-        for path in sorted(directory.glob(f"*/*{ANNOTATION_SUFFIX}"))
-        if path.is_file()
-    }
+    found = annotation_files(directory)
     if not found:
         raise StateChangeError(
             f"No annotation files (<category>/<video_id>{ANNOTATION_SUFFIX}) found under {directory}; "

@@ -371,7 +371,12 @@ def _category_folders(roots: Sequence[Path]) -> list[str]:
 
 def _annotation_files(dataset_root: Path) -> dict[str, Path]:
     """``category/video_id`` -> annotation file, for every annotation of the dataset."""
-    folder = dataset_root / "annotations"
+    return annotation_files(dataset_root / "annotations")
+
+
+def annotation_files(folder: Path) -> dict[str, Path]:
+    """``category/video_id`` -> file, for every ``<folder>/<category>/<video_id>.fps1.csv`` (sorted);
+    empty when the folder does not exist."""
     if not folder.is_dir():
         return {}
     return {
