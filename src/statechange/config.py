@@ -52,7 +52,6 @@ class PseudoLabelConfig:
     max_distance: int = 500  # D: max frames between initial state and action, and action and end state
     n_frames_per_target: int = 3  # n: frames per pseudo-ground-truth, offsets -1, 0, +1
     kappa: int = 60  # seconds before/after the action used as action-background frames
-    chunk_size: int = 64  # frames per forward pass during the no-grad decode pass (memory knob only)
 
 
 @dataclass(frozen=True)
@@ -118,6 +117,33 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast on the forward passes)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class ForwardSettings:
+    """How frames go through a model: a run's speed and memory settings, not the method's hyperparameters.
+
+    One object for the forward path of training, evaluation and prediction (``inference.video_logits``).
+    """
+
+    device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    chunk_size: int = 64  # frames per forward pass: bounds memory, never changes a result
+    crop: int = FrameConfig.crop  # square centre crop fed to the backbone (the checkpoint's FrameConfig.crop)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1 frame, got {self.chunk_size}.")
+
+# Settings that older checkpoints carry but that are no longer part of a config (ignored on load).
+RETIRED_SETTINGS: dict[str, frozenset[str]] = {
+    "PseudoLabelConfig": frozenset({"chunk_size"}),  # moved to ForwardSettings (a memory knob, not the method's)
+}
+
+
 def to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a (nested) config dataclass."""
     return dataclasses.asdict(config)
@@ -127,6 +153,8 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a (nested) config dataclass from ``to_dict`` output; unknown keys are an error."""
     kwargs: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    retired = RETIRED_SETTINGS.get(cls.__name__, frozenset())
+    data = {key: value for key, value in data.items() if key not in retired}
     unknown = set(data) - set(fields)
     if unknown:
         raise ValueError(f"Unknown {cls.__name__} settings: {sorted(unknown)}.")

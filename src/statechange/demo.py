@@ -10,9 +10,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
-from statechange.config import ModelConfig, OptimConfig, TrainConfig
+from statechange.config import ForwardSettings, ModelConfig, OptimConfig, TrainConfig
 from statechange.data.cache import extract_videos
 from statechange.data.index import build_index, find_videos
 
@@ -45,13 +43,13 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
     """Run (or finish) the demo in ``output``; returns the evaluation summary."""
     from statechange.data.synth import make_synthetic_dataset
     from statechange.evaluate import chance_metrics, evaluate_checkpoint
-    from statechange.inference import load_model
+    from statechange.inference import default_device, load_model
     from statechange.train import LAST, TrainOptions, TrainPaths, train
     from statechange.viz import save_prediction
 
     output = output.resolve()
     data, cache, run, predictions = output / "data", output / "cache", output / "run", output / "predictions"
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     started = time.time()
 
     stage = _stage(1, f"synthetic ChangeIt-format videos -> {data}")
@@ -80,7 +78,7 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
         _say(f"  trained in {time.time() - stage:.0f} s")
 
     stage = _stage(4, "evaluate on the annotated test videos (centre crop), beside chance")
-    result = evaluate_checkpoint(run / LAST, [data / "videos"], data / "dataset", torch.device(device),
+    result = evaluate_checkpoint(run / LAST, [data / "videos"], data / "dataset", ForwardSettings(device),
                                  frame_cache=cache)
     metrics = result.metrics.summary()
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from statechange import distributed
 from statechange.checkpoint import load_checkpoint
-from statechange.config import FrameConfig
+from statechange.config import ForwardSettings, FrameConfig
 from statechange.data.cache import FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import IndexedVideo, build_index, read_annotation
@@ -39,30 +39,26 @@ class EvaluationResult:
 def category_logits(
     model: StateChangeModel,
     video: IndexedVideo,
-    device: torch.device,
+    settings: ForwardSettings,
+    frames_config: FrameConfig = FrameConfig(),
     frame_cache: FrameCache | None = None,
     feature_store: FeatureStore | None = None,
-    frames_config: FrameConfig = FrameConfig(),
-    chunk_size: int = 64,
-    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """State and action logits [T, .] of a video: from stored features when there are some, else from frames."""
     features = feature_store.get(video.video) if feature_store is not None else None
     if features is not None:
-        return model.heads(features.to(device))
+        return model.heads(features.to(settings.device))
     frames = load_frames(video.video, frame_cache, fps=frames_config.fps, size=frames_config.size)
-    return video_logits(model, frames, device, chunk_size, precision, None, frames_config.crop)
+    return video_logits(model, frames, settings)
 
 
 def evaluate(
     model: StateChangeModel,
     videos: Sequence[IndexedVideo],
-    device: torch.device,
+    settings: ForwardSettings,
+    frames_config: FrameConfig = FrameConfig(),
     frame_cache: FrameCache | None = None,
     feature_store: FeatureStore | None = None,
-    frames_config: FrameConfig = FrameConfig(),
-    chunk_size: int = 64,
-    precision: str = "fp32",
     predictions_out: Path | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
@@ -76,9 +72,7 @@ def evaluate(
         if video.annotation is None:
             raise ValueError(f"Video {video.key} has no annotation; only annotated videos can be evaluated.")
         try:
-            state, action = category_logits(
-                model, video, device, frame_cache, feature_store, frames_config, chunk_size, precision
-            )
+            state, action = category_logits(model, video, settings, frames_config, frame_cache, feature_store)
         except VideoDecodeError as error:
             failed.append((video.key, error.reason))
             continue
@@ -95,15 +89,16 @@ def evaluate_checkpoint(
     checkpoint: Path,
     video_roots: Sequence[Path],
     dataset_root: Path,
-    device: torch.device,
+    settings: ForwardSettings,
     frame_cache: Path | None = None,
     predictions_out: Path | None = None,
-    precision: str = "fp32",
-    chunk_size: int = 64,
     progress: bool = False,
 ) -> EvaluationResult:
-    """Evaluate a saved checkpoint on the annotated videos of a dataset (categories matched by name)."""
-    loaded = load_checkpoint(checkpoint, device=device, load_training_state=False)
+    """Evaluate a saved checkpoint on the annotated videos of a dataset (categories matched by name).
+
+    The crop is the checkpoint's own (``settings.crop`` is replaced by it).
+    """
+    loaded = load_checkpoint(checkpoint, device=settings.device, load_training_state=False)
     index = build_index(video_roots, dataset_root, ignore_video_weight=True)
     unknown = sorted({v.category for v in index.test} - set(loaded.categories))
     if unknown:
@@ -115,8 +110,10 @@ def evaluate_checkpoint(
         raise StateChangeError(f"No annotated video found for {dataset_root}/annotations in the video roots; "
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
-    return evaluate(loaded.model, videos, device, FrameCache(frame_cache) if frame_cache else None, None,
-                    frames_config_of(loaded), chunk_size, precision, predictions_out, progress)
+    frames_config = frames_config_of(loaded)
+    return evaluate(loaded.model, videos, replace(settings, crop=frames_config.crop), frames_config,
+                    frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,
+                    progress=progress)
 
 
 def chance_metrics(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, float]:

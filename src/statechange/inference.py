@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
-from statechange.config import FrameConfig, from_dict
+from statechange.config import PRECISIONS, ForwardSettings, FrameConfig, from_dict
 from statechange.data.augment import VideoAugmentation, training_view
 from statechange.data.decode import iter_frame_chunks
 from statechange.errors import StateChangeError
@@ -29,8 +29,8 @@ Frames = np.ndarray | torch.Tensor  # uint8 [T, H, W, 3] (decoded at 1 fps, 398x
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on ``device`` when precision is "bf16"; a no-op for "fp32"."""
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -61,16 +61,14 @@ def iter_chunks(n_frames: int, chunk_size: int) -> Iterator[slice]:
 def _map_chunks(
     function: Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]],
     frames: Frames,
-    device: torch.device,
-    chunk_size: int,
-    precision: str,
+    settings: ForwardSettings,
     augmentation: VideoAugmentation | None,
-    crop: int,
 ) -> list[torch.Tensor]:
+    device = torch.device(settings.device)
     outputs: list[list[torch.Tensor]] = []
-    for part in iter_chunks(len(frames), chunk_size):
-        inputs = prepare_frames(frames[part], device, augmentation, crop)
-        with autocast(device, precision):
+    for part in iter_chunks(len(frames), settings.chunk_size):
+        inputs = prepare_frames(frames[part], device, augmentation, settings.crop)
+        with autocast(device, settings.precision):
             result = function(inputs)
         outputs.append([r.float() for r in (result if isinstance(result, tuple) else (result,))])
     return [torch.cat(column, dim=0) for column in zip(*outputs, strict=True)]
@@ -79,31 +77,21 @@ def _map_chunks(
 def video_logits(
     model: StateChangeModel,
     frames: Frames,
-    device: torch.device,
-    chunk_size: int = 64,
-    precision: str = "fp32",
+    settings: ForwardSettings,
     augmentation: VideoAugmentation | None = None,
-    crop: int = 224,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """State logits [T, 2N+1] and action logits [T, N+1] (float32, on ``device``) of every frame."""
+    """State logits [T, 2N+1] and action logits [T, N+1] (float32, on the device) of every frame."""
     if len(frames) == 0:
         raise ValueError("The video has no frames.")
-    state, action = _map_chunks(model, frames, device, chunk_size, precision, augmentation, crop)
+    state, action = _map_chunks(model, frames, settings, augmentation)
     return state, action
 
 
-def video_features(
-    model: StateChangeModel,
-    frames: Frames,
-    device: torch.device,
-    chunk_size: int = 64,
-    precision: str = "fp32",
-    crop: int = 224,
-) -> torch.Tensor:
-    """Backbone features [T, F] (float32, on ``device``) of every frame, centre-cropped."""
+def video_features(model: StateChangeModel, frames: Frames, settings: ForwardSettings) -> torch.Tensor:
+    """Backbone features [T, F] (float32, on the device) of every frame, centre-cropped."""
     if len(frames) == 0:
         raise ValueError("The video has no frames.")
-    (features,) = _map_chunks(model.features, frames, device, chunk_size, precision, None, crop)
+    (features,) = _map_chunks(model.features, frames, settings, None)
     return features
 
 
@@ -155,11 +143,11 @@ class Prediction:
 class StateChangePredictor:
     """A trained model ready to predict videos: ``load_model(path).predict(video, category)``."""
 
-    def __init__(self, model: StateChangeModel, categories: list[str], device: torch.device,
-                 frames: FrameConfig = FrameConfig(), precision: str = "fp32", chunk_size: int = 64) -> None:
-        self.model = model.to(device).eval()
+    def __init__(self, model: StateChangeModel, categories: list[str], settings: ForwardSettings,
+                 frames: FrameConfig = FrameConfig()) -> None:
+        self.model = model.to(settings.device).eval()
         self.categories = list(categories)
-        self.device, self.frames, self.precision, self.chunk_size = device, frames, precision, chunk_size
+        self.settings, self.frames = settings, frames
 
     def category_index(self, category: str) -> int:
         if category not in self.categories:
@@ -180,12 +168,11 @@ class StateChangePredictor:
             path = Path(video)
             if not path.is_file():
                 raise StateChangeError(f"Video {path} does not exist; check the path.")
-            chunks = iter_frame_chunks(path, self.chunk_size, fps=self.frames.fps, size=self.frames.size)
+            chunks = iter_frame_chunks(path, self.settings.chunk_size, fps=self.frames.fps, size=self.frames.size)
             name = str(path)
         else:
             chunks, name = iter([video]), "<array>"
-        logits = [video_logits(self.model, chunk, self.device, self.chunk_size, self.precision, None,
-                               self.frames.crop) for chunk in chunks]
+        logits = [video_logits(self.model, chunk, self.settings) for chunk in chunks]
         if not logits:
             raise StateChangeError(f"Video {name} has no frames.")
         state = torch.cat([s for s, _ in logits])  # [T, 2N+1]
@@ -201,12 +188,16 @@ class StateChangePredictor:
 def load_model(path: str | Path, device: str | torch.device | None = None, precision: str = "fp32",
                chunk_size: int = 64) -> StateChangePredictor:
     """Load a checkpoint made by ``statechange train`` (its directory or its model.safetensors)."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    device = torch.device(device if device is not None else default_device())
     checkpoint = load_checkpoint(path, device=device, load_training_state=False)
-    return StateChangePredictor(checkpoint.model, checkpoint.categories, device, frames_config_of(checkpoint),
-                                precision, chunk_size)
+    frames = frames_config_of(checkpoint)
+    settings = ForwardSettings(device=str(device), precision=precision, chunk_size=chunk_size, crop=frames.crop)
+    return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames)
+
+
+def default_device() -> str:
+    """The first GPU when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:

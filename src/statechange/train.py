@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from statechange import distributed
 from statechange.checkpoint import load_checkpoint, save_checkpoint
-from statechange.config import TrainConfig, to_dict
+from statechange.config import ForwardSettings, TrainConfig, to_dict
 from statechange.data.augment import VideoAugmentation, sample_augmentation
 from statechange.data.cache import FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
@@ -61,6 +61,7 @@ class TrainOptions:
     device: str | None = None
     resume: bool = False
     num_workers: int = 2  # data-loading processes per rank
+    chunk_size: int = ForwardSettings.chunk_size  # frames per no-grad forward pass (memory knob only)
     progress: bool = True
     evaluate_every: int = 1  # epochs
     stop_after_epoch: int | None = None  # end this run early (e.g. a cluster's time limit); --resume continues
@@ -150,6 +151,7 @@ def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainO
 def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
            context: distributed.DistributedContext) -> TrainResult:
     device, is_main = context.device, context.is_main
+    forward = ForwardSettings(str(device), config.precision, options.chunk_size, config.frames.crop)
     log = _Logger(paths.output, enabled=is_main, rank=context.rank)
     torch.manual_seed(config.seed)
 
@@ -192,8 +194,8 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     if use_features:
         fingerprint = backbone_fingerprint(model.backbone, config.model.backbone, config.frames)
         feature_store = FeatureStore(paths.feature_cache or paths.output / "features", fingerprint)
-        _compute_features(model, [*train_videos, *test_videos], feature_store, frame_cache, config, context, log,
-                          options.progress)
+        _compute_features(model, [*train_videos, *test_videos], feature_store, frame_cache, config, forward,
+                          context, log, options.progress)
 
     step_module = _TrainStep(model)
     if context.is_distributed:
@@ -241,7 +243,7 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
                 augmentation = _augmentation(config, epoch, item.position) if not use_features else None
                 try:
                     prepared.append(_pseudo_labelled_inputs(model, item, video, augmentation,
-                                                            len(index.categories), config, device))
+                                                            len(index.categories), config, forward))
                 except _NonFiniteError:
                     _diverged(epoch, paths.output)
             losses = _optimisation_step(step_module, prepared, weights, config, device, use_features, world_size,
@@ -267,8 +269,8 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
 
         # ---- validation and checkpoints --------------------------------------------------------
         if test_videos and (epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs):
-            result = evaluate(model, test_videos, device, frame_cache, feature_store, config.frames,
-                              config.pseudo_labels.chunk_size, config.precision, progress=is_main and options.progress)
+            result = evaluate(model, test_videos, forward, config.frames, frame_cache, feature_store,
+                              progress=is_main and options.progress)
             summary = result.metrics.summary()
             record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
             record["validation_failed"] = len(result.failed)
@@ -313,15 +315,15 @@ class _Prepared:
 @torch.no_grad()
 def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: IndexedVideo,
                             augmentation: VideoAugmentation | None, n_categories: int, config: TrainConfig,
-                            device: torch.device) -> _Prepared:
+                            forward: ForwardSettings) -> _Prepared:
     """Steps 1-3: no-grad pass over all frames, ordering decode, the 15 frames and their targets."""
     model.eval()  # the decode sees the model as evaluation does (batch-norm statistics, no dropout)
+    device = torch.device(forward.device)
     if item.features is not None:
         features = item.features.to(device)
         state_logits, action_logits = model.heads(features)  # [T, 2N+1], [T, N+1]
     else:
-        state_logits, action_logits = video_logits(model, item.frames, device, config.pseudo_labels.chunk_size,
-                                                   config.precision, augmentation, config.frames.crop)
+        state_logits, action_logits = video_logits(model, item.frames, forward, augmentation)
     _training_mode(model, config.optim.train_backbone)
     if not (torch.isfinite(state_logits).all() and torch.isfinite(action_logits).all()):
         raise _NonFiniteError(video.key)
@@ -410,8 +412,8 @@ def _placeholder(model: StateChangeModel, device: torch.device, use_features: bo
 
 
 def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store: FeatureStore,
-                      frame_cache: FrameCache | None, config: TrainConfig, context: distributed.DistributedContext,
-                      log: _Logger, progress: bool) -> None:
+                      frame_cache: FrameCache | None, config: TrainConfig, forward: ForwardSettings,
+                      context: distributed.DistributedContext, log: _Logger, progress: bool) -> None:
     """Backbone features of every video not yet stored; the videos are shared across ranks."""
     missing = [v for v in videos if store.get(v.video) is None]
     if missing:
@@ -429,8 +431,7 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
             continue
         if len(frames) == 0:
             continue
-        store.put(video.video, video_features(model, frames, context.device, config.pseudo_labels.chunk_size,
-                                              config.precision, config.frames.crop).cpu())
+        store.put(video.video, video_features(model, frames, forward).cpu())
     for lines in distributed.all_gather_objects(failures):
         for line in lines:
             log.print(line)

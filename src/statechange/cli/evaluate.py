@@ -32,14 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from statechange import distributed
+    from statechange.config import ForwardSettings
     from statechange.evaluate import evaluate_checkpoint
 
     context = distributed.setup(args.device)
     try:
         result = evaluate_checkpoint(
-            args.checkpoint, args.video_roots, args.dataset_root, context.device, frame_cache=args.cache,
-            predictions_out=args.predictions_out, precision=args.precision, chunk_size=args.chunk_size,
-            progress=context.is_main and not args.no_progress,
+            args.checkpoint, args.video_roots, args.dataset_root,
+            ForwardSettings(str(context.device), args.precision, args.chunk_size), frame_cache=args.cache,
+            predictions_out=args.predictions_out, progress=context.is_main and not args.no_progress,
         )
     finally:
         distributed.cleanup()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from statechange.config import (
     AugmentConfig,
+    ForwardSettings,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -69,13 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--kappa", type=int, default=labels.kappa, help="seconds from the action to its background")
     opt.add_argument("--max-distance", type=int, default=labels.max_distance,
                      help="D: most frames between state and action in the decode")
-    opt.add_argument("--chunk-size", type=int, default=labels.chunk_size, help="frames per no-grad forward")
 
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, required=True, metavar="DIR", help="checkpoints and logs")
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
     run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: this process's GPU, else cpu)")
     run.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    run.add_argument("--chunk-size", type=int, default=ForwardSettings.chunk_size,
+                     help="frames per no-grad forward pass (memory only; results do not change)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
                      help="end this run after epoch E (e.g. a job time limit); continue later with --resume")
@@ -89,7 +91,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         default,
         model=ModelConfig(backbone=args.backbone, hidden_sizes=tuple(args.hidden_sizes)),
         pseudo_labels=PseudoLabelConfig(max_distance=args.max_distance, n_frames_per_target=args.n_frames_per_gt,
-                                        kappa=args.kappa, chunk_size=args.chunk_size),
+                                        kappa=args.kappa),
         loss=replace(LossConfig(), ignore_video_weight=args.ignore_video_weight),
         optim=OptimConfig(n_epochs=args.n_epochs, local_batch_size=args.local_batch_size, lr=args.lr,
                           lr_backbone=args.lr_backbone, weight_decay=args.weight_decay,
@@ -107,6 +109,7 @@ def run_train(args: argparse.Namespace) -> int:
     paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=args.dataset_root, output=args.output,
                        frame_cache=args.cache, feature_cache=args.feature_cache, weights=args.clip_weights)
     options = TrainOptions(device=args.device, resume=args.resume, num_workers=args.num_workers,
-                           progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch)
+                           progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
+                           chunk_size=args.chunk_size)
     train(config_from_args(args), paths, options)
     return 0
