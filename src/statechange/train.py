@@ -53,7 +53,7 @@ class TrainPaths:
     output: Path
     frame_cache: Path | None = None  # from `statechange extract`; None: decode on the fly
     feature_cache: Path | None = None  # default: <output>/features
-    weights: Path | None = None  # --clip-weights: pretrained backbone weights
+    backbone_weights: Path | None = None  # --clip-weights: pretrained backbone weights
 
 
 @dataclass(frozen=True)
@@ -150,12 +150,110 @@ def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainO
 
 def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
            context: distributed.DistributedContext) -> TrainResult:
-    device, is_main = context.device, context.is_main
+    run = _set_up(config, paths, options, context)
+    summary: dict[str, Any] = {}
+    epochs_run = []
+    for epoch in range(run.start_epoch, run.last_epoch + 1):
+        epochs_run.append(epoch)
+        record = _train_one_epoch(run, epoch)
+        if run.test_videos and (epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs):
+            summary = _validate(run, record)
+        run.log.epoch(record)
+        _save_checkpoints(run, record)
+        distributed.barrier()
+    run.log.close()
+    return TrainResult(run.model, run.index.categories, summary, epochs_run)
+
+
+# ----------------------------------------------------------------------------------------------
+# set-up: data, model, optimisation, features, loader
+
+
+class Optimisation:
+    """The optimisers and their learning-rate schedules, owned together: built, stepped, saved and restored.
+
+    Heads: SGD (lr 1e-4, momentum 0.9, weight decay 1e-3); backbone, when fine-tuned: AdamW (lr 1e-5). Both
+    follow a linear warm-up then cosine decay over the whole run, one schedule step per optimiser step.
+    """
+
+    def __init__(self, model: StateChangeModel, config: TrainConfig, steps_per_epoch: int) -> None:
+        optim = config.optim
+        head_parameters = [*model.state_head.parameters(), *model.action_head.parameters()]
+        self.optimizers: list[torch.optim.Optimizer] = [torch.optim.SGD(
+            head_parameters, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)]
+        if optim.train_backbone:
+            self.optimizers.append(torch.optim.AdamW(model.backbone.parameters(), lr=optim.lr_backbone,
+                                                     weight_decay=optim.weight_decay_backbone))
+        warmup_steps = round(optim.warmup_epochs * steps_per_epoch)
+        total_steps = optim.n_epochs * steps_per_epoch
+        self.schedulers = [
+            torch.optim.lr_scheduler.LambdaLR(o, lambda s: warmup_cosine(s, warmup_steps, total_steps))
+            for o in self.optimizers
+        ]
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """One optimiser step, then one schedule step, for the heads and (if trained) the backbone."""
+        for optimizer in self.optimizers:
+            optimizer.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+    def learning_rates(self) -> dict[str, float | None]:
+        """The learning rates the next step will use: heads, and backbone (None when it is frozen)."""
+        rates = [scheduler.get_last_lr()[0] for scheduler in self.schedulers]
+        return {"lr": rates[0], "lr_backbone": rates[1] if len(rates) > 1 else None}
+
+    def state_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {"optimizers": [o.state_dict() for o in self.optimizers],
+                "schedulers": [s.state_dict() for s in self.schedulers]}
+
+    def load_state_dict(self, state: dict[str, list[dict[str, Any]]]) -> None:
+        for optimizer, optimizer_state in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(optimizer_state)
+        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(scheduler_state)
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds between its steps."""
+
+    config: TrainConfig
+    paths: TrainPaths
+    options: TrainOptions
+    context: distributed.DistributedContext
+    forward: ForwardSettings
+    log: _Logger
+    index: DatasetIndex
+    train_videos: list[IndexedVideo]
+    test_videos: list[IndexedVideo]
+    video_weights: torch.Tensor  # [V] noise-adaptive weight of each training video
+    frame_cache: FrameCache | None
+    model: StateChangeModel
+    optimisation: Optimisation
+    use_features: bool  # frozen backbone and no augmentation: the heads train on stored features
+    feature_store: FeatureStore | None
+    step_module: torch.nn.Module  # _TrainStep, wrapped in DDP when distributed
+    sampler: DistributedSampler
+    loader: DataLoader
+    start_epoch: int
+    last_epoch: int
+    best_precision: float
+    skipped_undecodable: set[str]  # keys of the videos this process has skipped so far
+
+
+def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
+            context: distributed.DistributedContext) -> _Run:
+    """Data, model, optimisation (restored with --resume), stored features and the loader of a run."""
+    device = context.device
     forward = ForwardSettings(str(device), config.precision, options.chunk_size, config.frames.crop)
-    log = _Logger(paths.output, enabled=is_main, rank=context.rank)
+    log = _Logger(paths.output, enabled=context.is_main, rank=context.rank)
     torch.manual_seed(config.seed)
 
-    # ---- data ----------------------------------------------------------------------------------
     index = build_index(paths.video_roots, paths.dataset_root, config.loss.ignore_video_weight)
     log.print(index.report.format())
     train_videos, test_videos = index.train, index.test
@@ -166,38 +264,26 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
             f"{len(train_videos)} training videos cannot fill one step of {batch_size} videos x {world_size} "
             "processes: add videos or lower --local-batch-size."
         )
-    weights = torch.tensor([index.weight_of(v, config.loss.relevance_temperature) for v in train_videos])
+    video_weights = torch.tensor([index.weight_of(v, config.loss.relevance_temperature) for v in train_videos])
     frame_cache = FrameCache(paths.frame_cache) if paths.frame_cache is not None else None
 
-    # ---- model and optimisers ------------------------------------------------------------------
-    model = build_model(config.model, len(index.categories), weights=paths.weights, seed=config.seed).to(device)
-    train_backbone = config.optim.train_backbone
-    model.backbone.requires_grad_(train_backbone)
-    use_features = not train_backbone and not config.augment.enabled
-    head_parameters = [*model.state_head.parameters(), *model.action_head.parameters()]
-    optimizers = [torch.optim.SGD(head_parameters, lr=config.optim.lr, momentum=config.optim.momentum,
-                                  weight_decay=config.optim.weight_decay)]
-    if train_backbone:
-        optimizers.append(torch.optim.AdamW(model.backbone.parameters(), lr=config.optim.lr_backbone,
-                                            weight_decay=config.optim.weight_decay_backbone))
-    warmup_steps = round(config.optim.warmup_epochs * steps_per_epoch)
-    total_steps = config.optim.n_epochs * steps_per_epoch
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: warmup_cosine(s, warmup_steps, total_steps))
-                  for o in optimizers]
-
+    model = build_model(config.model, len(index.categories), weights=paths.backbone_weights,
+                        seed=config.seed).to(device)
+    model.backbone.requires_grad_(config.optim.train_backbone)
+    use_features = not config.optim.train_backbone and not config.augment.enabled
+    optimisation = Optimisation(model, config, steps_per_epoch)
     start_epoch, best_precision = 1, -math.inf
     if options.resume:
-        start_epoch, best_precision = _resume(paths.output / LAST, model, optimizers, schedulers, config, index, log)
+        start_epoch, best_precision = _resume(paths.output / LAST, model, optimisation, config, index, log)
 
-    # ---- features, once, when the backbone is frozen and frames are not augmented ----------------
     feature_store = None
-    if use_features:
+    if use_features:  # features once, when the backbone is frozen and frames are not augmented
         fingerprint = backbone_fingerprint(model.backbone, config.model.backbone, config.frames)
         feature_store = FeatureStore(paths.feature_cache or paths.output / "features", fingerprint)
         _compute_features(model, [*train_videos, *test_videos], feature_store, frame_cache, config, forward,
                           context, log, options.progress)
 
-    step_module = _TrainStep(model)
+    step_module: torch.nn.Module = _TrainStep(model)
     if context.is_distributed:
         step_module = torch.nn.parallel.DistributedDataParallel(
             step_module, device_ids=[device.index] if device.type == "cuda" else None
@@ -208,85 +294,112 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
-    skipped_undecodable: set[str] = set()
-    summary: dict[str, Any] = {}
-
     log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
               f"process(es) x {batch_size} videos per step, {steps_per_epoch} steps per epoch, "
               f"{'stored backbone features' if use_features else 'frames'}, device {device}")
-
-    # ---- epochs --------------------------------------------------------------------------------
     last_epoch = config.optim.n_epochs if options.stop_after_epoch is None else min(
         config.optim.n_epochs, options.stop_after_epoch)
-    epochs_run = []
-    for epoch in range(start_epoch, last_epoch + 1):
-        epochs_run.append(epoch)
-        sampler.set_epoch(epoch)
-        _training_mode(model, train_backbone)
-        totals = torch.zeros(5, dtype=torch.float64)  # loss, state loss, action loss, grad norm, steps
-        too_short = 0
-        started = time.time()
-        batches = tqdm(loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step", disable=not
-                       (is_main and options.progress), file=sys.stderr, leave=False)
-        for batch in batches:
-            prepared = []
-            for item in batch:
-                video = train_videos[item.position]
-                if item.error is not None:
-                    if video.key not in skipped_undecodable:
-                        skipped_undecodable.add(video.key)
-                        log.warn(f"skipping {video.path}: {item.error}")
-                    continue
-                if item.n_frames < 3:
-                    too_short += 1
-                    continue
-                augmentation = _augmentation(config, epoch, item.position) if not use_features else None
-                try:
-                    prepared.append(_pseudo_labelled_inputs(model, item, video, augmentation,
-                                                            len(index.categories), config, forward))
-                except _NonFiniteError:
-                    _diverged(epoch, paths.output)
-            losses = _optimisation_step(step_module, prepared, weights, config, device, use_features, world_size,
-                                        optimizers, schedulers, model)
-            if not math.isfinite(losses[0]):
-                _diverged(epoch, paths.output)
-            totals += torch.tensor([*losses, 1.0], dtype=torch.float64)
-            batches.set_postfix(loss=f"{losses[0]:.3f}")
+    return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
+                frame_cache, model, optimisation, use_features, feature_store, step_module, sampler, loader,
+                start_epoch, last_epoch, best_precision, set())
 
-        counts = distributed.all_reduce_sum(torch.tensor([too_short], dtype=torch.float64, device=device)).cpu()
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "loss": totals[0].item() / max(1, totals[4].item()),
-            "state_loss": totals[1].item() / max(1, totals[4].item()),
-            "action_loss": totals[2].item() / max(1, totals[4].item()),
-            "grad_norm": totals[3].item() / max(1, totals[4].item()),
-            "lr": schedulers[0].get_last_lr()[0],
-            "lr_backbone": schedulers[1].get_last_lr()[0] if train_backbone else None,
-            "skipped_undecodable": len(skipped_undecodable),  # seen so far by this (the main) process
-            "skipped_too_short": int(counts[0].item()),
-            "seconds": round(time.time() - started, 2),
-        }
 
-        # ---- validation and checkpoints --------------------------------------------------------
-        if test_videos and (epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs):
-            result = evaluate(model, test_videos, forward, config.frames, frame_cache, feature_store,
-                              progress=is_main and options.progress)
-            summary = result.metrics.summary()
-            record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
-            record["validation_failed"] = len(result.failed)
-            log.print(result.metrics.format_table())
-        log.epoch(record)
-        if is_main:
-            metadata = {"train_config": to_dict(config), "epoch": epoch, "metrics": record.get("metrics")}
-            precision_now = (record.get("metrics") or {}).get("state_precision")
-            if precision_now is not None and precision_now > best_precision:
-                best_precision = precision_now
-                save_checkpoint(paths.output / BEST, model, index.categories, metadata)
-            save_checkpoint(paths.output / LAST, model, index.categories, metadata,
-                            _training_state(epoch, optimizers, schedulers, best_precision))
-        distributed.barrier()
-    log.close()
-    return TrainResult(model, index.categories, summary, epochs_run)
+# ----------------------------------------------------------------------------------------------
+# one epoch, validation, checkpoints
+
+
+@dataclass
+class _EpochTotals:
+    """Running sums over an epoch's optimiser steps (every rank holds the same numbers)."""
+
+    loss: float = 0.0
+    state_loss: float = 0.0
+    action_loss: float = 0.0
+    grad_norm: float = 0.0
+    steps: int = 0
+
+    def add(self, step: _StepLosses) -> None:
+        self.loss += step.loss
+        self.state_loss += step.state_loss
+        self.action_loss += step.action_loss
+        self.grad_norm += step.grad_norm
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        steps = max(1, self.steps)
+        return {"loss": self.loss / steps, "state_loss": self.state_loss / steps,
+                "action_loss": self.action_loss / steps, "grad_norm": self.grad_norm / steps}
+
+
+def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
+    """One pass over the training videos; returns the epoch's record for the log."""
+    config, log = run.config, run.log
+    run.sampler.set_epoch(epoch)
+    _training_mode(run.model, config.optim.train_backbone)
+    totals = _EpochTotals()
+    too_short = 0
+    started = time.time()
+    batches = tqdm(run.loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step",
+                   disable=not (run.context.is_main and run.options.progress), file=sys.stderr, leave=False)
+    for batch in batches:
+        prepared = []
+        for item in batch:
+            video = run.train_videos[item.position]
+            if item.error is not None:
+                if video.key not in run.skipped_undecodable:
+                    run.skipped_undecodable.add(video.key)
+                    log.warn(f"skipping {video.path}: {item.error}")
+                continue
+            if item.n_frames < 3:
+                too_short += 1
+                continue
+            augmentation = _augmentation(config, epoch, item.position) if not run.use_features else None
+            try:
+                prepared.append(_pseudo_labelled_inputs(run.model, item, video, augmentation,
+                                                        len(run.index.categories), config, run.forward))
+            except _NonFiniteError:
+                _diverged(epoch, run.paths.output)
+        losses = _optimisation_step(run, prepared)
+        if not math.isfinite(losses.loss):
+            _diverged(epoch, run.paths.output)
+        totals.add(losses)
+        batches.set_postfix(loss=f"{losses.loss:.3f}")
+
+    device = run.context.device
+    too_short_all = distributed.all_reduce_sum(torch.tensor([too_short], dtype=torch.float64, device=device))
+    return {
+        "epoch": epoch,
+        **totals.means(),
+        **run.optimisation.learning_rates(),
+        "skipped_undecodable": len(run.skipped_undecodable),  # seen so far by this (the main) process
+        "skipped_too_short": int(too_short_all.item()),
+        "seconds": round(time.time() - started, 2),
+    }
+
+
+def _validate(run: _Run, record: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate on the annotated videos; adds the metrics to ``record`` and returns their summary."""
+    result = evaluate(run.model, run.test_videos, run.forward, run.config.frames, run.frame_cache, run.feature_store,
+                      progress=run.context.is_main and run.options.progress)
+    summary = result.metrics.summary()
+    record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
+    record["validation_failed"] = len(result.failed)
+    run.log.print(result.metrics.format_table())
+    return summary
+
+
+def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
+    """``last`` after every epoch, ``best`` when state precision improved (main process only)."""
+    if not run.context.is_main:
+        return
+    epoch, categories, output = record["epoch"], run.index.categories, run.paths.output
+    metadata = {"train_config": to_dict(run.config), "epoch": epoch, "metrics": record.get("metrics")}
+    precision_now = (record.get("metrics") or {}).get("state_precision")
+    if precision_now is not None and precision_now > run.best_precision:
+        run.best_precision = precision_now
+        save_checkpoint(output / BEST, run.model, categories, metadata)
+    save_checkpoint(output / LAST, run.model, categories, metadata,
+                    _training_state(epoch, run.optimisation, run.best_precision))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,30 +463,36 @@ def _training_mode(model: StateChangeModel, train_backbone: bool) -> None:
         model.backbone.eval()  # frozen: batch-norm statistics and dropout stay as loaded
 
 
-def _optimisation_step(step_module: torch.nn.Module, prepared: list[_Prepared], weights: torch.Tensor,
-                       config: TrainConfig, device: torch.device, use_features: bool, world_size: int,
-                       optimizers: list[torch.optim.Optimizer], schedulers: list, model: StateChangeModel,
-                       ) -> tuple[float, float, float, float]:
+@dataclass(frozen=True)
+class _StepLosses:
+    """One optimiser step's losses as optimised (summed over the videos of every rank) and gradient norm."""
+
+    loss: float
+    state_loss: float
+    action_loss: float
+    grad_norm: float
+
+
+def _optimisation_step(run: _Run, prepared: list[_Prepared]) -> _StepLosses:
     """Forward/backward over the batch's pseudo-labelled frames and one optimiser step.
 
-    Returns (loss, state loss, action loss, gradient norm), the loss as optimised (summed over the
-    videos of every rank). A rank with no usable video still takes part with a zero-weight input so
-    that gradient all-reduces stay matched across ranks.
+    A rank with no usable video still takes part with a zero-weight input so that gradient all-reduces
+    stay matched across ranks. Returns NaN losses (and takes no step) when the loss is not finite.
     """
-    for optimizer in optimizers:
-        optimizer.zero_grad(set_to_none=True)
+    config, device, world_size = run.config, run.context.device, run.context.world_size
+    run.optimisation.zero_grad()
     empty = not prepared
     if empty:
-        prepared = [_placeholder(model, device, use_features, config)]
+        prepared = [_placeholder(run.model, device, run.use_features, config)]
     inputs = torch.cat([p.inputs for p in prepared])  # [B * 5n, ...]
     n = len(prepared[0].labels.frames)
     state_targets = torch.cat([p.labels.state_targets for p in prepared]).to(device)
     state_mask = torch.cat([p.labels.state_mask for p in prepared]).to(device)
     action_targets = torch.cat([p.labels.action_targets for p in prepared]).to(device)
-    video_weight = (torch.zeros(1) if empty else weights[[p.position for p in prepared]]).to(device)  # [B]
+    video_weight = (torch.zeros(1) if empty else run.video_weights[[p.position for p in prepared]]).to(device)  # [B]
 
     with autocast(device, config.precision):
-        state_logits, action_logits = step_module(inputs, use_features)
+        state_logits, action_logits = run.step_module(inputs, run.use_features)
     state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B * 5n]
     action_loss = F.cross_entropy(action_logits.float(), action_targets, reduction="none")
     state_loss = (state_loss.view(-1, n) * video_weight[:, None]).sum()
@@ -386,14 +505,11 @@ def _optimisation_step(step_module: torch.nn.Module, prepared: list[_Prepared], 
     values = torch.stack([loss.detach(), state_loss.detach(), action_loss.detach()]).double()
     values = distributed.all_reduce_sum(values) / world_size  # the same numbers on every rank
     if not torch.isfinite(values).all():
-        return (math.nan, math.nan, math.nan, math.nan)
-    parameters = [p for p in model.parameters() if p.grad is not None]
+        return _StepLosses(math.nan, math.nan, math.nan, math.nan)
+    parameters = [p for p in run.model.parameters() if p.grad is not None]
     grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in parameters])).item()
-    for optimizer in optimizers:
-        optimizer.step()
-    for scheduler in schedulers:
-        scheduler.step()
-    return (values[0].item(), values[1].item(), values[2].item(), grad_norm)
+    run.optimisation.step()
+    return _StepLosses(values[0].item(), values[1].item(), values[2].item(), grad_norm)
 
 
 def _placeholder(model: StateChangeModel, device: torch.device, use_features: bool, config: TrainConfig) -> _Prepared:
@@ -438,17 +554,16 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
     distributed.barrier()
 
 
-def _training_state(epoch: int, optimizers: list, schedulers: list, best_precision: float) -> dict[str, Any]:
+def _training_state(epoch: int, optimisation: Optimisation, best_precision: float) -> dict[str, Any]:
     return {
         "epoch": epoch,
-        "optimizers": [o.state_dict() for o in optimizers],
-        "schedulers": [s.state_dict() for s in schedulers],
+        **optimisation.state_dict(),  # "optimizers", "schedulers"
         "best_state_precision": best_precision,
         "torch_rng": torch.get_rng_state(),
     }
 
 
-def _resume(directory: Path, model: StateChangeModel, optimizers: list, schedulers: list, config: TrainConfig,
+def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, config: TrainConfig,
             index: DatasetIndex, log: _Logger) -> tuple[int, float]:
     """Load the last checkpoint's weights and training state; returns (first epoch to run, best precision)."""
     if not directory.exists():
@@ -468,10 +583,7 @@ def _resume(directory: Path, model: StateChangeModel, optimizers: list, schedule
         log.print(f"--resume: continuing to {config.optim.n_epochs} epochs (the run was started for "
                   f"{saved.get('optim', {}).get('n_epochs')})")
     model.load_state_dict(checkpoint.model.state_dict())
-    for optimizer, optimizer_state in zip(optimizers, state["optimizers"], strict=True):
-        optimizer.load_state_dict(optimizer_state)
-    for scheduler, scheduler_state in zip(schedulers, state["schedulers"], strict=True):
-        scheduler.load_state_dict(scheduler_state)
+    optimisation.load_state_dict(state)
     torch.set_rng_state(state["torch_rng"])
     log.print(f"resumed from {directory} after epoch {state['epoch']}")
     return int(state["epoch"]) + 1, float(state["best_state_precision"])

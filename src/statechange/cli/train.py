@@ -107,7 +107,7 @@ def run_train(args: argparse.Namespace) -> int:
     from statechange.train import TrainOptions, TrainPaths, train
 
     paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=args.dataset_root, output=args.output,
-                       frame_cache=args.cache, feature_cache=args.feature_cache, weights=args.clip_weights)
+                       frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights)
     options = TrainOptions(device=args.device, resume=args.resume, num_workers=args.num_workers,
                            progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
                            chunk_size=args.chunk_size)
