@@ -12,7 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from statechange import checkpoint as checkpoint_module
+from statechange import _io as io_module
 from statechange.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -155,7 +155,7 @@ def test_crash_while_swapping_in_keeps_the_previous_checkpoint(tmp_path, monkeyp
             raise OSError("disk full")
         real_replace(source, target)
 
-    monkeypatch.setattr(checkpoint_module.os, "replace", failing_replace)
+    monkeypatch.setattr(io_module.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(directory, tiny_model(seed=1), CATEGORIES, {"epoch": 2})
     monkeypatch.undo()

@@ -7,18 +7,16 @@
         training_state.pt   optional: optimiser / scheduler / RNG / epoch, plain data only
                             (torch.save; loads with torch.load(weights_only=True))
 
-Saving is atomic. Everything is written into the sibling ``.<name>.staging`` and synced to disk;
-then the old checkpoint is renamed to ``.<name>.replaced``, the new one renamed into place, and
-the old one deleted. A crash at any moment leaves a complete checkpoint: the old, the new, or (if
-it struck between the two renames) the old under ``.<name>.replaced``, which ``load_checkpoint``
-finds and loads. Model objects are never pickled.
+Saving is atomic (``_io.atomic_directory``). Everything is written into a hidden sibling
+(``staging_path``) and synced to disk; then the old checkpoint is renamed to ``replaced_path``, the
+new one renamed into place, and the old one deleted. A crash at any moment leaves a complete
+checkpoint: the old, the new, or (if it struck between the two renames) the old under
+``replaced_path``, which ``load_checkpoint`` finds and loads. Model objects are never pickled.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +27,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from statechange import __version__
+from statechange._io import atomic_directory, interrupted_directory, replaced_path, staging_path
 from statechange.config import ModelConfig, from_dict, to_dict
-from statechange.errors import StateChangeError
+from statechange.errors import StateChangeError, first_line
 from statechange.model import StateChangeModel, init_model
 
 CHECKPOINT_FORMAT = "statechange-checkpoint"
@@ -58,18 +57,6 @@ class LoadedCheckpoint:
     config: dict[str, Any]  # the full content of config.json
 
 
-def staging_path(directory: str | Path) -> Path:
-    """Where a checkpoint is written before it is swapped in."""
-    directory = Path(directory)
-    return directory.with_name(f".{directory.name}.staging")
-
-
-def replaced_path(directory: str | Path) -> Path:
-    """Where the previous checkpoint waits while the new one is swapped in."""
-    directory = Path(directory)
-    return directory.with_name(f".{directory.name}.replaced")
-
-
 # --------------------------------------------------------------------------------------------
 # Saving
 # --------------------------------------------------------------------------------------------
@@ -91,22 +78,11 @@ def save_checkpoint(
     config = checkpoint_config(model, categories, metadata)
     config_text = json.dumps(config, indent=2)  # fails here, before any file is touched, on unserialisable metadata
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging, replaced = staging_path(directory), replaced_path(directory)
-    _remove(staging)  # left over from a crashed save
-    staging.mkdir()
-    try:
+    with atomic_directory(directory) as staging:
         _write_model_file(staging / MODEL_FILE, model, config_text)
-        _write_synced(staging / CONFIG_FILE, config_text.encode())
+        (staging / CONFIG_FILE).write_bytes(config_text.encode())
         if training_state is not None:
-            with open(staging / TRAINING_STATE_FILE, "wb") as file:
-                torch.save(training_state, file)
-                _sync_file(file)
-        _sync_directory(staging)
-        _swap_in(staging, directory, replaced)
-    except BaseException:
-        _remove(staging)
-        raise
+            torch.save(training_state, staging / TRAINING_STATE_FILE)
     return directory
 
 
@@ -153,53 +129,6 @@ def _write_model_file(path: Path, model: StateChangeModel, config_text: str) -> 
         seen.add(pointer)
         tensors[key] = tensor
     save_file(tensors, str(path), metadata={HEADER_KEY: config_text})
-    with open(path, "rb") as file:
-        _sync_file(file)
-
-
-def _swap_in(staging: Path, directory: Path, replaced: Path) -> None:
-    """Rename ``staging`` to ``directory``, keeping the old checkpoint until the new one is in place."""
-    if directory.exists():
-        _remove(replaced)  # a stale copy: ``directory`` is complete
-        os.replace(directory, replaced)
-        _sync_directory(directory.parent)
-    try:
-        os.replace(staging, directory)
-    except BaseException:
-        if replaced.exists() and not directory.exists():
-            os.replace(replaced, directory)  # put the old one back
-        raise
-    _sync_directory(directory.parent)
-    _remove(replaced)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as file:
-        file.write(data)
-        _sync_file(file)
-
-
-def _sync_file(file: Any) -> None:
-    file.flush()
-    os.fsync(file.fileno())
-
-
-def _sync_directory(path: Path) -> None:
-    """Make renames and new entries in ``path`` durable (POSIX only; elsewhere a no-op)."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +173,7 @@ def _model_with_weights(
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as error:
         raise CheckpointError(
-            f"{model_file} does not match the model its config describes ({_first_line(error)}); the file is damaged."
+            f"{model_file} does not match the model its config describes ({first_line(error)}); the file is damaged."
         ) from error
     model.reset_normalisation()
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
@@ -296,8 +225,8 @@ def read_checkpoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 def _model_file(path: Path) -> Path:
     """The model.safetensors of a checkpoint path, recovering from a save interrupted between renames."""
     if not path.exists():
-        replaced = replaced_path(path)
-        if path.suffix != ".safetensors" and (replaced / MODEL_FILE).is_file():
+        replaced = interrupted_directory(path)
+        if replaced is not None and path.suffix != ".safetensors" and (replaced / MODEL_FILE).is_file():
             warnings.warn(
                 f"Checkpoint {path} is missing because a save was interrupted; loading the previous one, {replaced}.",
                 UserWarning,
@@ -358,11 +287,6 @@ def _model_config(model_file: Path, config: dict[str, Any]) -> ModelConfig:
             f"{model_file} has model settings this statechange {__version__} does not know ({error}); "
             "use the statechange version that wrote it."
         ) from error
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 __all__ = [

@@ -4,7 +4,6 @@ evaluation beside chance -> a prediction with its picture. CPU-friendly, no netw
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -43,7 +42,8 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
     """Run (or finish) the demo in ``output``; returns the evaluation summary."""
     from statechange.data.synth import make_synthetic_dataset
     from statechange.evaluate import chance_metrics, evaluate_checkpoint
-    from statechange.inference import default_device, load_model
+    from statechange.inference import load_model
+    from statechange.runtime import default_device, default_workers
     from statechange.train import LAST, TrainOptions, TrainPaths, train
     from statechange.viz import save_prediction
 
@@ -57,12 +57,12 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
         _say("  already there, reusing it")
     else:
         dataset = make_synthetic_dataset(data, settings.n_categories, settings.n_train_videos, settings.n_test_videos,
-                                         settings.seed, workers=min(os.cpu_count() or 1, 4), overwrite=True)
+                                         settings.seed, workers=default_workers(), overwrite=True)
         (data / DONE_MARKER).write_text("")
         _say(f"  {len(dataset.videos)} videos of {', '.join(dataset.categories)} ({time.time() - stage:.0f} s)")
 
     stage = _stage(2, f"decode once at 1 fps into the frame cache -> {cache}")
-    summary = extract_videos(find_videos([data / "videos"]), cache, workers=min(os.cpu_count() or 1, 4),
+    summary = extract_videos(find_videos([data / "videos"]), cache, workers=default_workers(),
                              progress=progress)
     _say(f"  {summary.done} extracted, {summary.skipped} already cached, {summary.failed} failed "
          f"({time.time() - stage:.0f} s)")

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from statechange.errors import StateChangeError
+from statechange.runtime import default_device
 
 SLURM_PORT_BASE = 15000  # rendezvous port = base + SLURM_JOB_ID % SLURM_PORT_SPAN
 SLURM_PORT_SPAN = 20000
@@ -67,7 +68,7 @@ def first_host(nodelist: str) -> str:
 def pick_device(requested: str | None, local_rank: int) -> torch.device:
     """``--device`` if given (``cuda`` means this process's GPU), else this process's GPU, else the CPU."""
     if requested in (None, "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
+        requested = default_device()
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from statechange._io import write_bytes
 from statechange.config import FrameConfig
 from statechange.data.index import VideoFile
 
@@ -70,11 +69,5 @@ class FeatureStore:
         """Store features [T, F] atomically (a temporary file renamed into place)."""
         path = self.path_for(video)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{video.video_id}.", suffix=".tmp")
-        os.close(handle)
-        try:
-            save_file({"features": features.detach().float().cpu().contiguous()}, temporary, _source_stamp(video.path))
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        tensors = {"features": features.detach().float().cpu().contiguous()}
+        write_bytes(path, save(tensors, _source_stamp(video.path)))  # in memory: no temporary file of safetensors

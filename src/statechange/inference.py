@@ -23,6 +23,7 @@ from statechange.errors import StateChangeError
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
+from statechange.runtime import default_device
 
 Frames = np.ndarray | torch.Tensor  # uint8 [T, H, W, 3] (decoded at 1 fps, 398x224)
 
@@ -193,11 +194,6 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
     frames = frames_config_of(checkpoint)
     settings = ForwardSettings(device=str(device), precision=precision, chunk_size=chunk_size, crop=frames.crop)
     return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames)
-
-
-def default_device() -> str:
-    """The first GPU when there is one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:

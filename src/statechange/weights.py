@@ -31,14 +31,13 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from statechange.config import OPENAI_VIT_L14_SHA256
-from statechange.errors import StateChangeError
+from statechange.errors import StateChangeError, first_line, listing
 
 OPENAI_VIT_L14_FILE_NAME = "ViT-L-14.pt"  # the release's file; its SHA-256 is in config
 HF_CONFIG_FILE = "config.json"
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                    "pytorch_model.bin.index.json")
 _WRAPPER_KEYS = ("state_dict", "model", "module")  # where training scripts nest the weights
-N_KEYS_SHOWN = 5  # keys listed per kind of mismatch in an error message
 
 # Format names, as error messages and ``LoadedWeights.format`` report them.
 FORMAT_OPENAI_TORCHSCRIPT = "OpenAI TorchScript archive"
@@ -118,7 +117,7 @@ def load_strict(backbone: nn.Module, weights: LoadedWeights, backbone_name: str)
     ]
     if missing or unexpected or misshapen:
         problems = [
-            _listing(label, keys)
+            _counted_keys(label, keys)
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen))
             if keys
         ]
@@ -185,7 +184,7 @@ def read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise WeightFileError(
-            f"{path} could not be read as a PyTorch weight file with weights_only=True ({_first_line(error)}); "
+            f"{path} could not be read as a PyTorch weight file with weights_only=True ({first_line(error)}); "
             "pass a state dict saved with torch.save or a .safetensors file."
         ) from error
     return _unwrap_state_dict(path, loaded)
@@ -546,14 +545,9 @@ def _check_activation(backbone: nn.Module, weights: LoadedWeights, backbone_name
     )
 
 
-def _listing(label: str, keys: list[str]) -> str:
-    """``"12 missing keys: a, b, c, ..."``: the count and the first few keys."""
-    shown = ", ".join(keys[:N_KEYS_SHOWN]) + (", ..." if len(keys) > N_KEYS_SHOWN else "")
-    return f"{len(keys)} {label} key{'s' if len(keys) > 1 else ''}: {shown}"
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _counted_keys(label: str, keys: list[str]) -> str:
+    """``"12 missing keys: a, b, c, d, e and 7 more"``: the count and the first few keys."""
+    return f"{len(keys)} {label} key{'s' if len(keys) > 1 else ''}: {listing(keys)}"
 
 
 __all__ = [

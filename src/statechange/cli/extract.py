@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from statechange.data.cache import FAILURES_FILE, extract_videos
 from statechange.data.index import find_videos
 from statechange.errors import StateChangeError
-
-
-def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+from statechange.runtime import default_workers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -9,11 +9,9 @@ import warnings
 from pathlib import Path
 
 from statechange.data.index import ANNOTATION_SUFFIX, annotation_files, read_annotation
-from statechange.errors import StateChangeError
+from statechange.errors import StateChangeError, listing
 from statechange.metrics import MetricsAccumulator
 from statechange.predictions import find_prediction_files, read_predictions
-
-N_LISTED = 5  # how many missing / ignored videos a message names before giving a count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,12 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _note(message: str) -> None:
     print(f"statechange score: {message}", file=sys.stderr)
-
-
-def _listing(keys: list[str]) -> str:
-    """'a, b, c and 7 more'."""
-    shown = ", ".join(keys[:N_LISTED])
-    return f"{shown} and {len(keys) - N_LISTED} more" if len(keys) > N_LISTED else shown
 
 
 def find_annotation_files(directory: Path) -> dict[str, Path]:
@@ -90,20 +82,20 @@ def check_coverage(
     if missing and not allow_missing:
         raise StateChangeError(
             f"{len(missing)} of {len(annotations)} annotated videos have no prediction file in {prediction_dir} "
-            f"({_listing(missing)}); write them or pass --allow-missing."
+            f"({listing(missing)}); write them or pass --allow-missing."
         )
     if missing:
-        _note(f"note: {len(missing)} annotated videos have no predictions and are not scored ({_listing(missing)}).")
+        _note(f"note: {len(missing)} annotated videos have no predictions and are not scored ({listing(missing)}).")
         scored = annotations.keys() & predictions.keys()
         skipped = sorted({_category(k) for k in annotations} - {_category(k) for k in scored})
         if skipped:
             _note(
                 f"note: {len(skipped)} categories have no scored video and are left out of the means "
-                f"({_listing(skipped)})."
+                f"({listing(skipped)})."
             )
     ignored = sorted(predictions.keys() - annotations.keys())
     if ignored:
-        _note(f"note: ignoring {len(ignored)} prediction files without an annotation ({_listing(ignored)}).")
+        _note(f"note: ignoring {len(ignored)} prediction files without an annotation ({listing(ignored)}).")
 
 
 def run(args: argparse.Namespace) -> int:

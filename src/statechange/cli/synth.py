@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from statechange.data import synth
+from statechange.runtime import default_workers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=min(os.cpu_count() or 1, 4),
+        default=default_workers(),
         metavar="P",
         help="processes rendering videos in parallel (default: CPU cores, at most 4)",
     )

@@ -23,9 +23,9 @@ Entry layout (little-endian)::
 
 An entry is fresh while its source file has the size and modification time recorded in it and
 was made with the fps and size asked for; otherwise it is ignored and ``extract`` rebuilds it.
-Entries are written to a temporary file in the same folder, synced and renamed into place, so a
-killed run leaves only complete entries (and ``.*.tmp`` files, removed by the next ``extract``;
-do not run two ``extract`` on one cache at the same time).
+Entries are written atomically (``_io.atomic_write``: a temporary file in the same folder, synced
+and renamed into place), so a killed run leaves only complete entries (and ``.*.tmp`` files,
+removed by the next ``extract``; do not run two ``extract`` on one cache at the same time).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import io
 import json
 import multiprocessing
 import os
-import secrets
 import struct
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -49,11 +48,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from statechange._io import TEMP_SUFFIX, atomic_write, remove_abandoned, temp_files, write_text
 from statechange.data.decode import DEFAULT_FPS, DEFAULT_SIZE, VideoDecodeError, decode_video, iter_frame_chunks
 from statechange.data.index import VideoFile
 
 CACHE_SUFFIX = ".frames"
-TEMP_SUFFIX = ".tmp"
 FAILURES_FILE = "failures.csv"
 JPEG_QUALITY = 90  # about 23 KB per 398x224 frame of textured content
 MEAN_ABS_ERROR_BOUND = 3.0  # grey levels, cached vs directly decoded frames (measured: about 2)
@@ -140,25 +139,13 @@ class FrameCache:
             source_stat = os.stat(video.path)
         final = self.path_for(video)
         final.parent.mkdir(parents=True, exist_ok=True)
-        temp = final.parent / f".{video.video_id}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-        try:
-            with open(temp, "xb") as file:
-                _write_entry(file, chunks, _source_header(source_stat, fps))
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, final)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        _fsync_directory(final.parent)
+        with atomic_write(final) as file:
+            _write_entry(file, chunks, _source_header(source_stat, fps))
         return final
 
     def remove_temp_files(self) -> int:
-        """Delete temporary files left by interrupted writes; returns how many there were."""
-        stray = list(self.root.glob(f"*/.*{TEMP_SUFFIX}"))
-        for path in stray:
-            path.unlink(missing_ok=True)
-        return len(stray)
+        """Delete temporary files left by interrupted writes (none a live writer holds); returns how many."""
+        return remove_abandoned(self.root.glob(f"*/.*{TEMP_SUFFIX}"))
 
 
 def load_frames(
@@ -265,9 +252,7 @@ def _write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["path", "error"])
     writer.writerows(failures)
-    temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-    temp.write_text(text.getvalue(), encoding="utf-8")
-    os.replace(temp, path)
+    write_text(path, text.getvalue())
 
 
 def _extract_in_workers(
@@ -332,12 +317,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 
 def _videos_with_temp_files(cache: FrameCache, videos: list[VideoFile]) -> set[str]:
     """Keys of the videos that have a temporary file, i.e. were being written."""
-    keys = set()
-    for video in videos:
-        folder = cache.path_for(video).parent
-        if any(folder.glob(f".{video.video_id}.*{TEMP_SUFFIX}")):
-            keys.add(video.key)
-    return keys
+    return {video.key for video in videos if temp_files(cache.path_for(video))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,16 +437,3 @@ def _parse_index(tail: bytes | memoryview, index_position: int) -> _EntryInfo:
         raise _UnreadableEntry("inconsistent index")
     return _EntryInfo(header=header, offsets=offsets)
 
-
-def _fsync_directory(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where directories cannot be opened)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

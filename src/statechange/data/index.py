@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from statechange.config import LossConfig
-from statechange.errors import StateChangeError
+from statechange.errors import StateChangeError, listing
 from statechange.labels import (
     ANNOTATION_ACTION,
     ANNOTATION_BACKGROUND,
@@ -66,10 +66,12 @@ def find_videos(video_roots: Sequence[str | Path]) -> list[VideoFile]:
 
 TRAIN = "train"
 TEST = "test"
-ANNOTATION_SUFFIX = ".fps1.csv"  # DATASET_ROOT/annotations/<category>/<video_id>.fps1.csv
+ANNOTATIONS_DIR = "annotations"  # DATASET_ROOT/annotations/<category>/<video_id>.fps1.csv
+ANNOTATION_SUFFIX = ".fps1.csv"
+RELEVANCE_DIR = "videos"  # DATASET_ROOT/videos/<category>.csv: "video_id,relevance_score" lines
+RELEVANCE_SUFFIX = ".csv"
 CATEGORIES_FILE = "categories.csv"  # DATASET_ROOT/categories.csv
 CATEGORIES_HEADER = ("DIR_NAME", "ACTION_NAME", "CENTERING_PARAM")
-N_EXAMPLES = 5  # how many offending items an error message or the report names
 
 _ANNOTATION_LABELS = frozenset(
     (ANNOTATION_BACKGROUND, ANNOTATION_INITIAL_STATE, ANNOTATION_ACTION, ANNOTATION_END_STATE)
@@ -158,7 +160,7 @@ class IndexReport:
             found.append(
                 f"{len(self.train_without_relevance)} training videos have no relevance score in "
                 f"{self.dataset_root / 'videos'}/<category>.csv "
-                f"({_examples(self.train_without_relevance)}): add their 'video_id,relevance_score' lines "
+                f"({listing(self.train_without_relevance)}): add their 'video_id,relevance_score' lines "
                 "or pass --ignore-video-weight to train without noise-adaptive weighting."
             )
         categories_file = self.dataset_root / CATEGORIES_FILE
@@ -171,7 +173,7 @@ class IndexReport:
             found.append(
                 f"{categories_file} has no CENTERING_PARAM for "
                 f"{len(self.categories_without_centering)} categories "
-                f"({_examples(self.categories_without_centering)}): add a line per category "
+                f"({listing(self.categories_without_centering)}): add a line per category "
                 "or pass --ignore-video-weight to train without noise-adaptive weighting."
             )
         return found
@@ -198,7 +200,7 @@ class IndexReport:
             ("dataset categories with no video folder", self.dataset_categories_without_videos),
             ("video folders with no video file", self.categories_without_files),
         )
-        lines += [f"! {what}: {len(items)} ({_examples(items)})" for what, items in notes if items]
+        lines += [f"! {what}: {len(items)} ({listing(items)})" for what, items in notes if items]
         return "\n".join(lines)
 
 
@@ -226,7 +228,7 @@ class DatasetIndex:
             return self.categories.index(category)
         except ValueError:
             raise StateChangeError(
-                f"Unknown category {category!r}: use one of the video-root folder names ({_examples(self.categories)})."
+                f"Unknown category {category!r}: use one of the video-root folder names ({listing(self.categories)})."
             ) from None
 
     def action_name(self, category: str) -> str:
@@ -307,7 +309,7 @@ def build_index(
 
     annotations = _annotation_files(dataset) if dataset else {}
     centering, action_names = _read_categories(dataset / CATEGORIES_FILE) if dataset else ({}, {})
-    relevance = {c: _read_relevance(dataset / "videos" / f"{c}.csv") for c in categories} if dataset else {}
+    relevance = {c: _read_relevance(relevance_file(dataset, c)) for c in categories} if dataset else {}
 
     indexed = [
         IndexedVideo(
@@ -341,11 +343,6 @@ def build_index(
 # --------------------------------------------------------------------------------------------------
 
 
-def _examples(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:N_EXAMPLES])
-    return shown + (", ..." if len(items) > N_EXAMPLES else "")
-
-
 def _format_category(summary: CategorySummary, width: int) -> str:
     if summary.n_train_above_threshold is None or summary.centering is None:
         weights = "(weights ignored)"
@@ -369,9 +366,14 @@ def _category_folders(roots: Sequence[Path]) -> list[str]:
     return sorted({p.name for root in roots for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")})
 
 
+def relevance_file(dataset_root: Path, category: str) -> Path:
+    """Where a dataset lists a category's videos and relevance scores: ``DATASET_ROOT/videos/<category>.csv``."""
+    return dataset_root / RELEVANCE_DIR / f"{category}{RELEVANCE_SUFFIX}"
+
+
 def _annotation_files(dataset_root: Path) -> dict[str, Path]:
     """``category/video_id`` -> annotation file, for every annotation of the dataset."""
-    return annotation_files(dataset_root / "annotations")
+    return annotation_files(dataset_root / ANNOTATIONS_DIR)
 
 
 def annotation_files(folder: Path) -> dict[str, Path]:
@@ -494,8 +496,10 @@ def _make_report(
         )
 
     dataset_categories = {key.split("/", 1)[0] for key in annotations}
-    if dataset_root is not None and (dataset_root / "videos").is_dir():
-        dataset_categories |= {p.name.removesuffix(".csv") for p in (dataset_root / "videos").glob("*.csv")}
+    relevance_dir = dataset_root / RELEVANCE_DIR if dataset_root is not None else None
+    if relevance_dir is not None and relevance_dir.is_dir():
+        suffix = RELEVANCE_SUFFIX
+        dataset_categories |= {p.name.removesuffix(suffix) for p in relevance_dir.glob(f"*{suffix}")}
     return IndexReport(
         dataset_root=dataset_root,
         ignore_video_weight=ignore_video_weight,

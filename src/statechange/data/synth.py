@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import colorsys
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -58,7 +57,18 @@ from pathlib import Path
 import av
 import numpy as np
 
+from statechange._io import atomic_path
 from statechange.config import LossConfig
+from statechange.data.index import (
+    ANNOTATION_SUFFIX,
+    ANNOTATIONS_DIR,
+    CATEGORIES_FILE,
+    CATEGORIES_HEADER,
+    RELEVANCE_DIR,
+    TEST,
+    TRAIN,
+    relevance_file,
+)
 from statechange.errors import StateChangeError
 from statechange.labels import (
     ANNOTATION_ACTION,
@@ -71,6 +81,7 @@ from statechange.labels import (
 # Generator settings (not constants of the method: they only shape the synthetic data)
 # --------------------------------------------------------------------------------------------------
 
+VIDEO_DIR, DATASET_DIR, TRUTH_DIR = "videos", "dataset", "truth"  # the folders of ``output`` (see above)
 FRAME_SIZE = (320, 180)  # width, height of the written videos (even: yuv420p)
 FRAME_RATES = (4, 5, 6)  # frames per second, drawn per video (the decoder resamples to 1 fps)
 MIN_SECONDS, MAX_SECONDS = 20, 60  # video length, drawn per video
@@ -210,11 +221,11 @@ class SyntheticDataset:
 
     @property
     def train(self) -> list[SyntheticVideo]:
-        return [v for v in self.videos if v.split == "train"]
+        return [v for v in self.videos if v.split == TRAIN]
 
     @property
     def test(self) -> list[SyntheticVideo]:
-        return [v for v in self.videos if v.split == "test"]
+        return [v for v in self.videos if v.split == TEST]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -702,8 +713,10 @@ def _render_video(job: _VideoJob) -> SyntheticVideo:
     width, height = job.frame_size
     scene = _make_scene(job, rng)
     container_format, codec, options = ENCODERS[job.path.suffix]
-    partial = job.path.with_name(job.path.name + ".part")
-    with av.open(str(partial), "w", format=container_format, options={"fflags": "+bitexact"}) as container:
+    with (
+        atomic_path(job.path) as partial,
+        av.open(str(partial), "w", format=container_format, options={"fflags": "+bitexact"}) as container,
+    ):
         stream = container.add_stream(codec, rate=scene.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for index in range(len(scene.labels) * scene.fps):
@@ -711,7 +724,6 @@ def _render_video(job: _VideoJob) -> SyntheticVideo:
             image.pts = index
             container.mux(stream.encode(image))
         container.mux(stream.encode(None))
-    os.replace(partial, job.path)
     return SyntheticVideo(
         category=job.style.name,
         video_id=job.video_id,
@@ -754,7 +766,7 @@ def make_synthetic_dataset(
     _check_arguments(n_categories, n_train_videos, n_test_videos, min_seconds, max_seconds, frame_size,
                      irrelevant_fraction, workers)  # fmt: skip
     root = Path(output)
-    video_root, dataset_root, truth_root = root / "videos", root / "dataset", root / "truth"
+    video_root, dataset_root, truth_root = root / VIDEO_DIR, root / DATASET_DIR, root / TRUTH_DIR
     _prepare_output(root, (video_root, dataset_root, truth_root), overwrite)
 
     styles = [category_style(index) for index in range(n_categories)]
@@ -769,7 +781,7 @@ def make_synthetic_dataset(
         (video_root / style.name).mkdir(parents=True)
         for number, kind in enumerate(kinds):
             video_id = ids.pop()
-            split = "train" if number < n_train_videos else "test"
+            split = TRAIN if number < n_train_videos else TEST
             jobs.append(
                 _VideoJob(
                     style=style,
@@ -897,14 +909,14 @@ def _write_metadata(
     videos: Sequence[SyntheticVideo],
 ) -> None:
     """categories.csv, videos/<category>.csv, test annotations and training truth."""
-    (dataset_root / "videos").mkdir(parents=True)
-    lines = ["DIR_NAME,ACTION_NAME,CENTERING_PARAM"]
+    (dataset_root / RELEVANCE_DIR).mkdir(parents=True)
+    lines = [",".join(CATEGORIES_HEADER)]
     lines += [f'{s.name},"{s.action_name}",{centering[s.name]:.3f}' for s in sorted(styles, key=lambda s: s.name)]
-    (dataset_root / "categories.csv").write_text("\n".join(lines) + "\n")
+    (dataset_root / CATEGORIES_FILE).write_text("\n".join(lines) + "\n")
     for style in styles:
         members = sorted((v for v in videos if v.category == style.name), key=lambda v: (-v.relevance, v.video_id))
         text = "".join(f"{v.video_id},{v.relevance:.3f}\n" for v in members)
-        (dataset_root / "videos" / f"{style.name}.csv").write_text(text)
+        relevance_file(dataset_root, style.name).write_text(text)
     for video in videos:
-        folder = dataset_root / "annotations" if video.split == "test" else truth_root
-        _write_labels(folder / video.category / f"{video.video_id}.fps1.csv", video.labels)
+        folder = dataset_root / ANNOTATIONS_DIR if video.split == TEST else truth_root
+        _write_labels(folder / video.category / f"{video.video_id}{ANNOTATION_SUFFIX}", video.labels)
