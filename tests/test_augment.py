@@ -30,11 +30,10 @@ from statechange.data.augment import (
     VerticalFlip,
     VideoAugmentation,
     augment_frames,
-    center_crop,
-    crop_frames,
     sample_augmentation,
     training_view,
 )
+from statechange.data.crop import center_crop, crop_frames
 from statechange.data.decode import decode_video
 
 WIDTH, HEIGHT, CROP = 398, 224, 224

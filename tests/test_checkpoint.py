@@ -22,7 +22,8 @@ from statechange.checkpoint import (
     staging_path,
 )
 from statechange.config import ModelConfig, TrainConfig, to_dict
-from statechange.model import EFFICIENTNET_LITE0, TINY_BACKBONE, StateChangeModel, build_model
+from statechange.factory import build_model
+from statechange.model import EFFICIENTNET_LITE0, TINY_BACKBONE, StateChangeModel
 from statechange.weights import WeightFileError
 
 TINY = ModelConfig(backbone=TINY_BACKBONE, hidden_sizes=(16,))

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from statechange.config import ForwardSettings, ModelConfig
+from statechange.factory import build_model
 from statechange.inference import autocast, video_features, video_logits
-from statechange.model import build_model
 
 
 @pytest.fixture(scope="module")

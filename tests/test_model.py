@@ -15,7 +15,8 @@ from statechange import labels
 from statechange.config import FrameConfig, ModelConfig
 from statechange.data.decode import decode_video
 from statechange.errors import StateChangeError
-from statechange.model import EFFICIENTNET_LITE0, TINY_BACKBONE, build_model
+from statechange.factory import build_model
+from statechange.model import EFFICIENTNET_LITE0, TINY_BACKBONE
 from statechange.weights import efficientnet_lite0_weights_file, read_state_dict_file
 
 FRAMES = FrameConfig()

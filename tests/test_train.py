@@ -15,7 +15,7 @@ import torch
 from statechange.checkpoint import load_checkpoint
 from statechange.config import AugmentConfig, LossConfig, ModelConfig, OptimConfig, TrainConfig
 from statechange.errors import StateChangeError
-from statechange.model import build_model
+from statechange.factory import build_model
 from statechange.train import TrainOptions, TrainPaths, train, warmup_cosine
 
 pytestmark = pytest.mark.slow

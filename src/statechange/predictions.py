@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from statechange.data.index import video_id_of
-from statechange.errors import StateChangeError
+from statechange.data.index import read_annotation, video_id_of
+from statechange.errors import StateChangeError, listing
+from statechange.metrics import MetricsAccumulator
 
 HEADER = ("second", "initial_state", "action", "end_state")
 SUFFIX = ".csv"
@@ -140,3 +141,55 @@ def find_prediction_files(directory: str | Path) -> dict[str, Path]:
                 )
             found[key] = path
     return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring a folder of prediction files against a folder of annotations (``statechange score``)
+
+
+def score_files(predictions: dict[str, Path], annotations: dict[str, Path]) -> MetricsAccumulator:
+    """Score every video that has both a prediction file and an annotation file (both keyed by
+    "category/video_id", as ``find_prediction_files`` and ``index.find_annotation_files`` give them).
+    A length mismatch scores the shorter length, with a warning."""
+    accumulator = MetricsAccumulator()
+    for key in sorted(predictions.keys() & annotations.keys()):
+        initial, action, end = read_predictions(predictions[key])
+        labels = read_annotation(annotations[key])
+        accumulator.add_video(initial, action, end, labels, category=_category(key), key=key)
+    return accumulator
+
+
+def check_coverage(
+    predictions: dict[str, Path], annotations: dict[str, Path], prediction_dir: Path, allow_missing: bool
+) -> list[str]:
+    """Fail on annotated videos without predictions (unless ``allow_missing``); returns notes on what
+    is left out of the scores (videos, whole categories, predictions without an annotation)."""
+    missing = sorted(annotations.keys() - predictions.keys())
+    if len(missing) == len(annotations):
+        raise StateChangeError(
+            f"None of the {len(annotations)} annotated videos has a prediction file in {prediction_dir} "
+            f"(expected e.g. {prediction_dir / missing[0]}.csv); check the folder."
+        )
+    if missing and not allow_missing:
+        raise StateChangeError(
+            f"{len(missing)} of {len(annotations)} annotated videos have no prediction file in {prediction_dir} "
+            f"({listing(missing)}); write them or pass --allow-missing (allow_missing=True)."
+        )
+    notes = []
+    if missing:
+        notes.append(f"{len(missing)} annotated videos have no predictions and are not scored ({listing(missing)}).")
+        scored = annotations.keys() & predictions.keys()
+        skipped = sorted({_category(k) for k in annotations} - {_category(k) for k in scored})
+        if skipped:
+            notes.append(
+                f"{len(skipped)} categories have no scored video and are left out of the means ({listing(skipped)})."
+            )
+    ignored = sorted(predictions.keys() - annotations.keys())
+    if ignored:
+        notes.append(f"ignoring {len(ignored)} prediction files without an annotation ({listing(ignored)}).")
+    return notes
+
+
+def _category(key: str) -> str:
+    return key.split("/", 1)[0]
+

@@ -35,10 +35,11 @@ from statechange.data.decode import VideoDecodeError
 from statechange.data.index import DatasetIndex, IndexedVideo, build_index
 from statechange.errors import StateChangeError
 from statechange.evaluate import evaluate
+from statechange.factory import build_model
 from statechange.features import FeatureStore, backbone_fingerprint
 from statechange.inference import autocast, prepare_frames, video_features, video_logits
 from statechange.labels import category_probabilities
-from statechange.model import StateChangeModel, build_model
+from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
 from statechange.targets import PseudoLabels, pseudo_labels
 

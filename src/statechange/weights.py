@@ -30,6 +30,7 @@ from timm.layers import QuickGELU
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from statechange.checkpoint import is_checkpoint, read_checkpoint_config, read_checkpoint_tensors
 from statechange.config import OPENAI_VIT_L14_SHA256
 from statechange.errors import StateChangeError, first_line, listing
 
@@ -318,9 +319,6 @@ def _unwrap_state_dict(path: Path, loaded: Any) -> dict[str, torch.Tensor]:
 
 def _read_statechange_checkpoint(path: Path) -> LoadedWeights | None:
     """The backbone weights of a statechange checkpoint at ``path``, or None when ``path`` is not one."""
-    # Imported here: checkpoint imports model, which imports this module.
-    from statechange.checkpoint import is_checkpoint, read_checkpoint_config, read_checkpoint_tensors
-
     if not is_checkpoint(path):
         return None
     backbone_name = read_checkpoint_config(path)["backbone"]

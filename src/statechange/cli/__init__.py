@@ -1,6 +1,8 @@
-"""The ``statechange`` command. Each module of this package is one subcommand: it defines
-``register(subparsers)``, adds its arguments, and sets ``func`` to a function that only turns the
-parsed arguments into a call of the library API. Nothing outside this package imports it."""
+"""The ``statechange`` command. Each public module of this package is one subcommand: it defines
+``register(subparsers)``, adds its arguments (laid out by ``_common``), and sets ``func`` to a function
+that only turns the parsed arguments into a call of the library API. Subcommand modules import the
+library inside ``func``, so that building the parser (``statechange --help``) loads neither torch nor
+numpy. Nothing outside this package imports it."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"statechange {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if module_info.name.startswith("_"):
+            continue  # shared helpers, not a subcommand
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         module.register(subparsers)
     return parser

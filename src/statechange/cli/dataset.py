@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from statechange.data.index import build_index
+from statechange.cli._common import add_subcommand
 from statechange.errors import StateChangeError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "dataset",
+    parser = add_subcommand(
+        subparsers, "dataset",
         help="summarise a ChangeIt-format dataset: videos per category and split, missing files and scores",
         description=(
             "Index VIDEO_ROOT/<category>/<video_id>.<ext> against DATASET_ROOT (annotations/, categories.csv, "
@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="folder with annotations/, categories.csv and videos/<category>.csv",
+        help="folder with annotations/, categories.csv and videos/<category>.csv; when not given, every video "
+        "counts as a training video and the report lists what is missing",
     )
     parser.add_argument(
         "--ignore-video-weight",
@@ -44,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from statechange.data.index import build_index
+
     index = build_index(args.video_roots, args.dataset_root, args.ignore_video_weight, check=False)
     print(index.report.format())
     problems = index.report.problems()

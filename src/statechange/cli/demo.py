@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from statechange.cli._common import add_runtime_options, add_subcommand
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "demo",
+    parser = add_subcommand(
+        subparsers, "demo",
         help="generate synthetic videos, train, evaluate and predict (CPU, offline, a few minutes)",
         description="Generate a small synthetic ChangeIt-format dataset, extract its frame cache, train a model on "
         "the pretrained EfficientNet-Lite0 backbone from video-level labels only, evaluate it beside chance and "
         "predict one test video. Re-running reuses what is already in OUTPUT.",
     )
     parser.add_argument("--output", type=Path, default=Path("statechange-demo"), metavar="DIR",
-                        help="where everything goes (default: ./statechange-demo)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: GPU if present)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the paper's 20)")
-    parser.add_argument("--no-progress", action="store_true")
+                        help="where everything goes")
+    parser.add_argument("--epochs", type=int, default=None, metavar="E",
+                        help="training epochs; when not given, the paper's 20")
+    add_runtime_options(parser, forward=False)
     parser.set_defaults(func=run)
 
 

@@ -6,10 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from statechange.cli._common import add_runtime_options, add_subcommand, forward_settings
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
+    parser = add_subcommand(
+        subparsers, "evaluate",
         help="evaluate a checkpoint on annotated videos",
         description="State / action precision@1, joint precisions and state accuracy of a checkpoint on the "
         "annotated (test) videos of a ChangeIt-format dataset; centre crop, no augmentation. Runs distributed "
@@ -17,30 +19,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
                         help="checkpoint directory made by `statechange train` (e.g. runs/x/best)")
-    parser.add_argument("--video-roots", nargs="+", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--dataset-root", required=True, type=Path, metavar="DIR")
-    parser.add_argument("--cache", type=Path, default=None, metavar="DIR", help="frame cache (statechange extract)")
+    parser.add_argument("--video-roots", nargs="+", required=True, type=Path, metavar="DIR",
+                        help="folders holding <category>/<video_id>.<ext>")
+    parser.add_argument("--dataset-root", required=True, type=Path, metavar="DIR",
+                        help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout)")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="frame cache made by `statechange extract`; when not given, videos are decoded")
     parser.add_argument("--predictions-out", type=Path, default=None, metavar="DIR",
                         help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv)")
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GPU if present)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--chunk-size", type=int, default=64, help="frames per forward pass")
-    parser.add_argument("--no-progress", action="store_true")
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from statechange import distributed
-    from statechange.config import ForwardSettings
     from statechange.evaluate import evaluate_checkpoint
 
     context = distributed.setup(args.device)
     try:
         result = evaluate_checkpoint(
-            args.checkpoint, args.video_roots, args.dataset_root,
-            ForwardSettings(str(context.device), args.precision, args.chunk_size), frame_cache=args.cache,
-            predictions_out=args.predictions_out, progress=context.is_main and not args.no_progress,
+            args.checkpoint, args.video_roots, args.dataset_root, forward_settings(args, context.device),
+            frame_cache=args.cache, predictions_out=args.predictions_out,
+            progress=context.is_main and not args.no_progress,
         )
     finally:
         distributed.cleanup()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from statechange.data.cache import FAILURES_FILE, extract_videos
-from statechange.data.index import find_videos
+from statechange.cli._common import add_runtime_options, add_subcommand
 from statechange.errors import StateChangeError
 from statechange.runtime import default_workers
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "extract",
+    parser = add_subcommand(
+        subparsers, "extract",
         help="decode the videos once into a frame cache that training and evaluation read",
         description="Decode every video of the video roots at 1 fps into <cache>/<category>/<video_id>"
         ".frames. Videos already cached are skipped; failures are listed in <cache>/failures.csv.",
@@ -32,13 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=default_workers(),
         metavar="N",
-        help="processes decoding in parallel (default: min(4, CPU count))",
+        help="processes decoding in parallel: the available CPUs, at most 4",
     )
-    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_runtime_options(parser, device=False, forward=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from statechange.data.cache import FAILURES_FILE, extract_videos
+    from statechange.data.index import find_videos
+
     for root in args.video_roots:
         if not root.is_dir():
             raise StateChangeError(f"Video root {root} is not a folder; pass existing folders to --video-roots.")

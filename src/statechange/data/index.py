@@ -60,6 +60,22 @@ def find_videos(video_roots: Sequence[str | Path]) -> list[VideoFile]:
     return sorted(found.values(), key=lambda v: (v.category, v.video_id))
 
 
+def expand_videos(paths: Sequence[str | Path]) -> list[Path]:
+    """Video files as given; a folder means every video file directly in it (sorted)."""
+    videos = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+            if not found:
+                raise StateChangeError(f"Folder {path} holds no video file ({', '.join(VIDEO_EXTENSIONS)}).")
+            videos += found
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise StateChangeError(f"Video {path} does not exist; check the path.")
+    return videos
+
+
 # --------------------------------------------------------------------------------------------------
 # Dataset index: categories, splits, relevance scores, centring parameters, annotations.
 # --------------------------------------------------------------------------------------------------
@@ -386,6 +402,23 @@ def annotation_files(folder: Path) -> dict[str, Path]:
         for path in sorted(folder.glob(f"*/*{ANNOTATION_SUFFIX}"))
         if path.is_file()
     }
+
+
+def find_annotation_files(directory: str | Path) -> dict[str, Path]:
+    """Every ``<directory>/<category>/<video_id>.fps1.csv`` as {"category/video_id": path}, sorted;
+    a dataset root holding ``annotations/`` is accepted too. No annotation at all is an error."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise StateChangeError(f"Annotation folder {directory} does not exist; check the path.")
+    if not any(directory.glob(f"*/*{ANNOTATION_SUFFIX}")) and (directory / ANNOTATIONS_DIR).is_dir():
+        directory = directory / ANNOTATIONS_DIR
+    found = annotation_files(directory)
+    if not found:
+        raise StateChangeError(
+            f"No annotation files (<category>/<video_id>{ANNOTATION_SUFFIX}) found under {directory}; "
+            "pass the ChangeIt annotations folder."
+        )
+    return found
 
 
 def _parse_annotation_line(path: Path, line_number: int, line: str, expected_second: int) -> int:

@@ -58,7 +58,7 @@ import av
 import numpy as np
 
 from statechange._io import atomic_path
-from statechange.config import LossConfig
+from statechange.config import LossConfig, SynthConfig
 from statechange.data.index import (
     ANNOTATION_SUFFIX,
     ANNOTATIONS_DIR,
@@ -82,9 +82,8 @@ from statechange.labels import (
 # --------------------------------------------------------------------------------------------------
 
 VIDEO_DIR, DATASET_DIR, TRUTH_DIR = "videos", "dataset", "truth"  # the folders of ``output`` (see above)
-FRAME_SIZE = (320, 180)  # width, height of the written videos (even: yuv420p)
+_SIZES = SynthConfig()  # the defaults of make_synthetic_dataset (and of `statechange synth`)
 FRAME_RATES = (4, 5, 6)  # frames per second, drawn per video (the decoder resamples to 1 fps)
-MIN_SECONDS, MAX_SECONDS = 20, 60  # video length, drawn per video
 MIN_STATE_SECONDS = 3  # initial state, action and end state each last at least this long
 MIN_BACKGROUND_SECONDS = 1  # background before the initial state and after the end state
 IRRELEVANT_FRACTION = 0.25  # share of training videos that show no state change
@@ -745,14 +744,14 @@ def _render_video(job: _VideoJob) -> SyntheticVideo:
 
 def make_synthetic_dataset(
     output: str | Path,
-    n_categories: int = 3,
-    n_train_videos: int = 12,
-    n_test_videos: int = 4,
+    n_categories: int = _SIZES.n_categories,
+    n_train_videos: int = _SIZES.n_train_videos,
+    n_test_videos: int = _SIZES.n_test_videos,
     seed: int = 0,
     *,
-    min_seconds: int = MIN_SECONDS,
-    max_seconds: int = MAX_SECONDS,
-    frame_size: tuple[int, int] = FRAME_SIZE,
+    min_seconds: int = _SIZES.min_seconds,
+    max_seconds: int = _SIZES.max_seconds,
+    frame_size: tuple[int, int] = _SIZES.frame_size,
     irrelevant_fraction: float = IRRELEVANT_FRACTION,
     workers: int = 1,
     overwrite: bool = False,

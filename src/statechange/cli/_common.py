@@ -1,0 +1,64 @@
+"""What every subcommand shares: one parser layout, and the runtime options declared once.
+
+Imports nothing heavier than ``statechange.config``, so that building the parser (``statechange
+--help``) never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from statechange.config import PRECISIONS, ForwardSettings
+
+DEVICE_HELP = "cpu, cuda or cuda:N; when not given, this process's GPU if there is one, else the CPU"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default after its help. A one-line description is wrapped to the terminal;
+    text written on several lines (the examples of an epilog) is printed as written.
+
+    Defaults that say nothing are left out: ``None`` (the help says what happens instead), on/off
+    flags (off unless given) and required options.
+    """
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.required or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_subcommand(
+    subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """The parser of one subcommand, laid out like all the others."""
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=HelpFormatter)
+
+
+def add_runtime_options(
+    parser: argparse.ArgumentParser, *, device: bool = True, forward: bool = True, chunk_help: str | None = None
+) -> None:
+    """``--device``, ``--precision``, ``--chunk-size`` and ``--no-progress``, in a "runtime" group.
+
+    ``device=False`` leaves out ``--device``; ``forward=False`` leaves out the forward-pass settings
+    (precision and chunk size).
+    """
+    group = parser.add_argument_group("runtime")
+    if device:
+        group.add_argument("--device", default=None, help=DEVICE_HELP)
+    if forward:
+        group.add_argument("--precision", choices=PRECISIONS, default=ForwardSettings.precision,
+                           help="fp32, or bf16 autocast for the forward passes")
+        group.add_argument("--chunk-size", type=int, default=ForwardSettings.chunk_size, metavar="N",
+                           help=chunk_help or "frames per forward pass (memory only; results do not change)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def forward_settings(args: argparse.Namespace, device: object) -> ForwardSettings:
+    """The forward-pass settings of the parsed runtime options, on ``device`` (a name or torch.device)."""
+    return ForwardSettings(str(device), args.precision, args.chunk_size)
