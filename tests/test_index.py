@@ -14,7 +14,7 @@ import pytest
 
 from statechange.cli import main
 from statechange.config import LossConfig
-from statechange.data.index import build_index, read_annotation, video_weight
+from statechange.data.index import build_index, expand_videos, read_annotation, video_weight
 from statechange.errors import StateChangeError
 
 CHANGEIT = Path(os.environ.get("STATECHANGE_CHANGEIT", "/work/shared/changeit"))
@@ -239,3 +239,18 @@ def test_video_weight_is_a_stable_sigmoid() -> None:
     scores = np.linspace(0.0, 1.0, 101)
     weights = [video_weight(float(r), theta, TEMPERATURE) for r in scores]
     assert all(a <= b for a, b in itertools.pairwise(weights))
+
+
+def test_expand_videos_takes_files_as_given_and_folders_as_their_videos(tmp_path):
+    folder = tmp_path / "videos"
+    b, a = touch(folder / "b.webm"), touch(folder / "a.MP4")
+    touch(folder / "notes.txt", "not a video")
+    touch(folder / "nested" / "c.mp4")  # only the folder's own files
+    single = touch(tmp_path / "z.mkv")
+    assert expand_videos([single, folder]) == [single, a, b]
+    assert expand_videos([str(single)]) == [single]
+    with pytest.raises(StateChangeError, match=f"Video {tmp_path / 'missing.mp4'} does not exist"):
+        expand_videos([tmp_path / "missing.mp4"])
+    with pytest.raises(StateChangeError, match=f"Folder {folder / 'nested' / 'empty'} holds no video file"):
+        (folder / "nested" / "empty").mkdir()
+        expand_videos([folder / "nested" / "empty"])

@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from statechange.cli import main
+from statechange.data.index import find_annotation_files
 from statechange.errors import StateChangeError
 from statechange.metrics import METRIC_NAMES, MetricsAccumulator
 from statechange.predictions import (
     HEADER,
+    check_coverage,
     find_prediction_files,
     prediction_path,
     read_predictions,
+    score_files,
     write_predictions,
 )
 
@@ -247,3 +250,48 @@ def test_score_on_the_real_changeit_annotations(tmp_path, capsys):
     assert summary["n_categories"] == 2 and summary["n_videos"] == len(accumulator)
     n_categories = len([p for p in (CHANGEIT / "annotations").iterdir() if p.is_dir()])
     assert f"{n_categories - 2} categories have no scored video" in captured.err
+
+
+# ----------------------------------------------------------------------------------------------
+# the same from Python, without the command line
+
+
+def test_scoring_folders_from_python_equals_the_accumulator(dataset):
+    annotations = find_annotation_files(dataset.annotations.parent)  # a dataset root holding annotations/
+    assert annotations == find_annotation_files(dataset.annotations)
+    assert sorted(annotations) == sorted(dataset.videos)
+    predictions = find_prediction_files(dataset.predictions)
+    assert check_coverage(predictions, annotations, dataset.predictions, allow_missing=False) == []
+    summary = json.loads(json.dumps(score_files(predictions, annotations).summary()))
+    assert summary == dataset.expected()
+
+
+def test_coverage_from_python_fails_or_notes_what_is_left_out(dataset):
+    removed = ["apple/v0", "bacon/v1", "bacon/v2", "bacon/v4", "cake/v0", "cake/v1"]
+    for key in removed:
+        (dataset.predictions / f"{key}.csv").unlink()
+    write_predictions(prediction_path(dataset.predictions, "apple", "unannotated"), *random_curves(
+        np.random.default_rng(9), 8))
+    annotations, predictions = find_annotation_files(dataset.annotations), find_prediction_files(dataset.predictions)
+    with pytest.raises(StateChangeError, match="6 of 10 annotated videos have no prediction file") as error:
+        check_coverage(predictions, annotations, dataset.predictions, allow_missing=False)
+    assert all(key in str(error.value) for key in removed[:5]) and "and 1 more" in str(error.value)
+
+    notes = check_coverage(predictions, annotations, dataset.predictions, allow_missing=True)
+    assert notes[0].startswith("6 annotated videos have no predictions")
+    assert notes[1].startswith("1 categories have no scored video") and "cake" in notes[1]
+    assert notes[2] == "ignoring 1 prediction files without an annotation (apple/unannotated)."
+    summary = json.loads(json.dumps(score_files(predictions, annotations).summary()))
+    assert summary["n_videos"] == 4 and "cake" not in summary["per_category"]
+    assert summary == dataset.expected(set(dataset.videos) - set(removed))
+
+    with pytest.raises(StateChangeError, match="None of the 10 annotated videos has a prediction file"):
+        check_coverage({}, annotations, dataset.predictions, allow_missing=True)
+
+
+def test_finding_annotations_fails_clearly_on_a_wrong_folder(tmp_path):
+    with pytest.raises(StateChangeError, match=f"Annotation folder {tmp_path / 'nowhere'} does not exist"):
+        find_annotation_files(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StateChangeError, match=r"No annotation files .* found under"):
+        find_annotation_files(tmp_path / "empty")

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="frame cache made by `statechange extract`; when not given, videos are decoded")
     parser.add_argument("--predictions-out", type=Path, default=None, metavar="DIR",
-                        help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv)")
+                        help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv); when not "
+                        "given, none are written")
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
     add_runtime_options(parser)
     parser.set_defaults(func=run)
