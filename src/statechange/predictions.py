@@ -160,10 +160,11 @@ def score_files(predictions: dict[str, Path], annotations: dict[str, Path]) -> M
 
 
 def check_coverage(
-    predictions: dict[str, Path], annotations: dict[str, Path], prediction_dir: Path, allow_missing: bool
+    predictions: dict[str, Path], annotations: dict[str, Path], prediction_dir: str | Path, allow_missing: bool
 ) -> list[str]:
     """Fail on annotated videos without predictions (unless ``allow_missing``); returns notes on what
     is left out of the scores (videos, whole categories, predictions without an annotation)."""
+    prediction_dir = Path(prediction_dir)
     missing = sorted(annotations.keys() - predictions.keys())
     if len(missing) == len(annotations):
         raise StateChangeError(
