@@ -68,7 +68,8 @@ class OptimConfig:
     """Optimisers and schedule (METHOD.md, "Optimisation"; release defaults)."""
 
     n_epochs: int = 20
-    local_batch_size: int = 2  # videos per process per step; the paper used 32 GPUs -> batch 64
+    local_batch_size: int = 2  # videos per process per micro-batch; the paper used 32 GPUs x 2 -> batch 64
+    accumulate_steps: int = 1  # K micro-batches summed per optimiser step: GPUs x local batch x K = 64 (paper)
     lr: float = 1e-4  # heads, SGD
     momentum: float = 0.9  # heads, SGD
     weight_decay: float = 1e-3  # heads, SGD

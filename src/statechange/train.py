@@ -12,6 +12,7 @@ video's features are computed once (``features.FeatureStore``) and steps 1-3 run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -241,6 +242,7 @@ class _Run:
     step_module: torch.nn.Module  # _TrainStep, wrapped in DDP when distributed
     sampler: DistributedSampler
     loader: DataLoader
+    steps_per_epoch: int  # optimiser steps, each of accumulate_steps micro-batches per process
     start_epoch: int
     last_epoch: int
     best_precision: float
@@ -259,11 +261,13 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     log.print(index.report.format())
     train_videos, test_videos = index.train, index.test
     batch_size, world_size = config.optim.local_batch_size, context.world_size
-    steps_per_epoch = len(train_videos) // (batch_size * world_size)
+    accumulate = config.optim.accumulate_steps
+    steps_per_epoch = len(train_videos) // (batch_size * world_size * accumulate)  # optimiser steps
     if steps_per_epoch == 0:
         raise StateChangeError(
             f"{len(train_videos)} training videos cannot fill one step of {batch_size} videos x {world_size} "
-            "processes: add videos or lower --local-batch-size."
+            f"processes x {accumulate} accumulated batches: add videos or lower --local-batch-size or "
+            "--accumulate-steps."
         )
     video_weights = torch.tensor([index.weight_of(v, config.loss.relevance_temperature) for v in train_videos])
     frame_cache = FrameCache(paths.frame_cache) if paths.frame_cache is not None else None
@@ -296,13 +300,14 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
     log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
-              f"process(es) x {batch_size} videos per step, {steps_per_epoch} steps per epoch, "
+              f"process(es) x {batch_size} videos x {accumulate} accumulated = {world_size * batch_size * accumulate} "
+              f"videos per step, {steps_per_epoch} steps per epoch, "
               f"{'stored backbone features' if use_features else 'frames'}, device {device}")
     last_epoch = config.optim.n_epochs if options.stop_after_epoch is None else min(
         config.optim.n_epochs, options.stop_after_epoch)
     return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
                 frame_cache, model, optimisation, use_features, feature_store, step_module, sampler, loader,
-                start_epoch, last_epoch, best_precision, set())
+                steps_per_epoch, start_epoch, last_epoch, best_precision, set())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,7 +347,11 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     started = time.time()
     batches = tqdm(run.loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step",
                    disable=not (run.context.is_main and run.options.progress), file=sys.stderr, leave=False)
-    for batch in batches:
+    accumulate = config.optim.accumulate_steps
+    group: list[_MicroBatchLosses] = []  # the micro-batches of the optimiser step being accumulated
+    for micro_step, batch in enumerate(batches):
+        if micro_step == run.steps_per_epoch * accumulate:
+            break  # a last group of fewer than accumulate_steps micro-batches is dropped, like a partial batch
         prepared = []
         for item in batch:
             video = run.train_videos[item.position]
@@ -360,9 +369,17 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
                                                         len(run.index.categories), config, run.forward))
             except _NonFiniteError:
                 _diverged(epoch, run.paths.output)
-        losses = _optimisation_step(run, prepared)
+        if not group:
+            run.optimisation.zero_grad()
+        group.append(_backward(run, prepared, last_of_step=len(group) == accumulate - 1))
+        if len(group) < accumulate:
+            continue
+        losses = _optimiser_step(run, group)
+        group = []
         if not math.isfinite(losses.loss):
             _diverged(epoch, run.paths.output)
+        if losses.n_videos == 0:
+            continue  # every video of the step was skipped on every rank: no step was taken
         totals.add(losses)
         batches.set_postfix(loss=f"{losses.loss:.3f}")
 
@@ -472,16 +489,19 @@ class _StepLosses:
     state_loss: float
     action_loss: float
     grad_norm: float
+    n_videos: int  # videos that contributed, all ranks and micro-batches together
 
 
-def _optimisation_step(run: _Run, prepared: list[_Prepared]) -> _StepLosses:
-    """Forward/backward over the batch's pseudo-labelled frames and one optimiser step.
+_MicroBatchLosses = torch.Tensor  # float64 [4]: loss, state loss, action loss, videos used, of one rank
+
+
+def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _MicroBatchLosses:
+    """Forward/backward of one micro-batch's pseudo-labelled frames; gradients add up until the optimiser step.
 
     A rank with no usable video still takes part with a zero-weight input so that gradient all-reduces
-    stay matched across ranks. Returns NaN losses (and takes no step) when the loss is not finite.
+    stay matched across ranks. Under DDP, gradients are all-reduced once, on the last micro-batch of a step.
     """
     config, device, world_size = run.config, run.context.device, run.context.world_size
-    run.optimisation.zero_grad()
     empty = not prepared
     if empty:
         prepared = [_placeholder(run.model, device, run.use_features, config)]
@@ -492,25 +512,53 @@ def _optimisation_step(run: _Run, prepared: list[_Prepared]) -> _StepLosses:
     action_targets = torch.cat([p.labels.action_targets for p in prepared]).to(device)
     video_weight = (torch.zeros(1) if empty else run.video_weights[[p.position for p in prepared]]).to(device)  # [B]
 
-    with autocast(device, config.precision):
-        state_logits, action_logits = run.step_module(inputs, run.use_features)
-    state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B * 5n]
-    action_loss = F.cross_entropy(action_logits.float(), action_targets, reduction="none")
-    state_loss = (state_loss.view(-1, n) * video_weight[:, None]).sum()
-    action_loss = config.loss.action_loss_weight * (action_loss.view(-1, n) * video_weight[:, None]).sum()
-    loss = state_loss + action_loss
-    if not config.optim.train_backbone:
-        loss = loss * world_size  # undo DDP's gradient averaging, as the release does
-    loss.backward()
+    synchronise = last_of_step or not isinstance(run.step_module, torch.nn.parallel.DistributedDataParallel)
+    with contextlib.nullcontext() if synchronise else run.step_module.no_sync():
+        with autocast(device, config.precision):
+            state_logits, action_logits = run.step_module(inputs, run.use_features)
+        state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B*5n]
+        action_loss = F.cross_entropy(action_logits.float(), action_targets, reduction="none")
+        state_loss = (state_loss.view(-1, n) * video_weight[:, None]).sum()
+        action_loss = config.loss.action_loss_weight * (action_loss.view(-1, n) * video_weight[:, None]).sum()
+        loss = _release_loss_scale(state_loss + action_loss, config, world_size)
+        loss.backward()
+    n_videos = torch.tensor(0.0 if empty else float(len(prepared)), dtype=torch.float64, device=device)
+    return torch.stack([loss.detach().double(), state_loss.detach().double(), action_loss.detach().double(),
+                        n_videos])
 
-    values = torch.stack([loss.detach(), state_loss.detach(), action_loss.detach()]).double()
-    values = distributed.all_reduce_sum(values) / world_size  # the same numbers on every rank
-    if not torch.isfinite(values).all():
-        return _StepLosses(math.nan, math.nan, math.nan, math.nan)
+
+def _release_loss_scale(loss: torch.Tensor, config: TrainConfig, world_size: int) -> torch.Tensor:
+    """Scale a rank's summed loss so that the gradient is the release's for a batch of world_size x K micro-batches.
+
+    The release sums the loss over a rank's videos. With a frozen backbone it multiplies by the world
+    size to undo DDP's averaging (gradient = sum over every video of the step); fine-tuned, DDP's average
+    over ranks stays. Accumulating K micro-batches per rank keeps both: a frozen run sums them all, a
+    fine-tuned run divides by K so the gradient is the average over world_size x K "ranks".
+    """
+    if not config.optim.train_backbone:
+        return loss * world_size  # undo DDP's gradient averaging, as the release does
+    accumulate = config.optim.accumulate_steps
+    return loss / accumulate if accumulate > 1 else loss
+
+
+def _optimiser_step(run: _Run, group: list[_MicroBatchLosses]) -> _StepLosses:
+    """One optimiser and schedule step after a group of micro-batches, unless no rank used a video.
+
+    Returns NaN losses (and takes no step) when the loss is not finite.
+    """
+    world_size = run.context.world_size
+    values = distributed.all_reduce_sum(torch.stack(group).sum(dim=0))  # [4], summed over micro-batches, ranks
+    losses = values[:3] / world_size  # the same numbers on every rank
+    n_videos = int(values[3].item())
+    if not torch.isfinite(losses).all():
+        return _StepLosses(math.nan, math.nan, math.nan, math.nan, n_videos)
+    if n_videos == 0:  # only zero-weight placeholders: no momentum, weight decay or schedule step either
+        run.optimisation.zero_grad()
+        return _StepLosses(0.0, 0.0, 0.0, 0.0, 0)
     parameters = [p for p in run.model.parameters() if p.grad is not None]
     grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in parameters])).item()
     run.optimisation.step()
-    return _StepLosses(values[0].item(), values[1].item(), values[2].item(), grad_norm)
+    return _StepLosses(losses[0].item(), losses[1].item(), losses[2].item(), grad_norm, n_videos)
 
 
 def _placeholder(model: StateChangeModel, device: torch.device, use_features: bool, config: TrainConfig) -> _Prepared:
@@ -533,6 +581,7 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
                       context: distributed.DistributedContext, log: _Logger, progress: bool) -> None:
     """Backbone features of every video not yet stored; the videos are shared across ranks."""
     missing = [v for v in videos if store.get(v.video) is None]
+    distributed.barrier()  # every rank lists before any writes: the shards below must come from one list
     if missing:
         log.print(f"computing backbone features of {len(missing)} videos (once; stored in {store.directory})")
     model.eval()
@@ -594,17 +643,21 @@ class _Logger:
     """Console lines, a JSON-lines file and TensorBoard scalars, all on the main process only."""
 
     def __init__(self, output: Path, enabled: bool, rank: int = 0) -> None:
-        self.enabled, self.rank = enabled, rank
-        self.writer = None
-        if enabled:
-            output.mkdir(parents=True, exist_ok=True)
-            self.jsonl = output / LOG_FILE
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self.enabled, self.rank, self.output = enabled, rank, output
+        self.jsonl = output / LOG_FILE
+        self.writer: Any = None
+        self.opened = False  # the files are created with the first epoch's record, so a run that fails
+        #                      in its set-up (bad option, missing weights) leaves no output folder behind
 
-                self.writer = SummaryWriter(str(output / "tensorboard"))
-            except ImportError:  # tensorboard is optional at run time
-                self.writer = None
+    def _open(self) -> None:
+        self.opened = True
+        self.output.mkdir(parents=True, exist_ok=True)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.output / "tensorboard"))
+        except ImportError:  # tensorboard is optional at run time
+            self.writer = None
 
     def print(self, message: str) -> None:
         if self.enabled:
@@ -617,6 +670,8 @@ class _Logger:
     def epoch(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
+        if not self.opened:
+            self._open()
         with open(self.jsonl, "a") as file:
             file.write(json.dumps(record) + "\n")
         metrics = record.get("metrics") or {}

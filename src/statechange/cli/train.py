@@ -62,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--augment", action="store_true", help="augment every video (one transform per video)")
     opt.add_argument("--n-epochs", type=int, default=optim.n_epochs, help="training epochs")
     opt.add_argument("--local-batch-size", type=int, default=optim.local_batch_size, help="videos per process")
+    opt.add_argument("--accumulate-steps", type=int, default=optim.accumulate_steps, metavar="K",
+                     help="sum the gradients of K local batches per optimiser step: processes x "
+                     "--local-batch-size x K = 64 is the paper's batch (e.g. 1 GPU: 2 x 32; 8 GPUs: 2 x 4)")
     opt.add_argument("--lr", type=float, default=optim.lr, help="heads (SGD)")
     opt.add_argument("--lr-backbone", type=float, default=optim.lr_backbone, help="backbone (AdamW)")
     opt.add_argument("--weight-decay", type=float, default=optim.weight_decay, help="heads (SGD)")
@@ -94,7 +97,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         pseudo_labels=PseudoLabelConfig(max_distance=args.max_distance, n_frames_per_target=args.n_frames_per_gt,
                                         kappa=args.kappa),
         loss=replace(LossConfig(), ignore_video_weight=args.ignore_video_weight),
-        optim=OptimConfig(n_epochs=args.n_epochs, local_batch_size=args.local_batch_size, lr=args.lr,
+        optim=OptimConfig(n_epochs=args.n_epochs, local_batch_size=args.local_batch_size,
+                          accumulate_steps=args.accumulate_steps, lr=args.lr,
                           lr_backbone=args.lr_backbone, weight_decay=args.weight_decay,
                           weight_decay_backbone=args.weight_decay_backbone, warmup_epochs=args.warmup_epochs,
                           train_backbone=args.train_backbone),

@@ -1,0 +1,31 @@
+"""Run by tests/test_accumulation.py in each process of a gloo group (or alone): trains a tiny model with
+gradient accumulation, frozen and fine-tuned, and saves rank 0's parameters."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from statechange.config import ModelConfig, OptimConfig, TrainConfig
+from statechange.train import TrainOptions, TrainPaths, train
+
+
+def main(dataset: Path, output: Path, accumulate_steps: int) -> None:
+    optim = OptimConfig(n_epochs=2, local_batch_size=1, accumulate_steps=accumulate_steps, warmup_epochs=0.0,
+                        lr=0.05, lr_backbone=1e-3)
+    for name, train_backbone in (("frozen", False), ("finetuned", True)):
+        config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=(16,)),
+                             optim=replace(optim, train_backbone=train_backbone), seed=5)
+        paths = TrainPaths(video_roots=(dataset / "videos",), dataset_root=dataset / "dataset", output=output / name)
+        result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
+        if int(os.environ.get("RANK", "0")) == 0:
+            state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+            save_file(state, str(output / f"{name}.safetensors"))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))
