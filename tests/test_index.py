@@ -254,3 +254,34 @@ def test_expand_videos_takes_files_as_given_and_folders_as_their_videos(tmp_path
     with pytest.raises(StateChangeError, match=f"Folder {folder / 'nested' / 'empty'} holds no video file"):
         (folder / "nested" / "empty").mkdir()
         expand_videos([folder / "nested" / "empty"])
+
+def test_the_report_says_weights_are_ignored_only_when_they_are(tmp_path: Path) -> None:
+    videos, other = small_dataset(tmp_path)
+    touch(tmp_path / "dataset" / "categories.csv", "DIR_NAME,ACTION_NAME,CENTERING_PARAM\ncut,Cutting,0.4\n")
+    (tmp_path / "dataset" / "videos" / "fry.csv").unlink()
+    weighted = build_index([videos, other], tmp_path / "dataset", check=False).report.format()
+    assert "weights ignored" not in weighted
+    assert "(no centring parameter in categories.csv)" in weighted  # fry: an error to fix, not "ignored"
+    assert "no relevance score: 1" in weighted
+    ignored = build_index([videos, other], tmp_path / "dataset", ignore_video_weight=True).report.format()
+    assert ignored.count("(weights ignored)") == 2
+    assert "relevance score" not in ignored and "missing from categories.csv" not in ignored
+
+
+def test_misnamed_annotations_and_a_missing_annotations_folder_are_reported(tmp_path: Path) -> None:
+    videos, other = small_dataset(tmp_path)
+    touch(tmp_path / "videos" / "fry" / "b2.mp4")
+    touch(tmp_path / "dataset" / "annotations" / "fry" / "b2.csv", "0,0\n1,1\n")  # should be b2.fps1.csv
+    touch(tmp_path / "dataset" / "annotations" / "stray.fps1.csv", "0,0\n")  # not in a category folder
+    index = build_index([videos, other], tmp_path / "dataset", ignore_video_weight=True)
+    assert [v.key for v in index.test] == ["cut/a2"]  # the misnamed file is not read...
+    report = index.report.format()  # ...and the report says so, naming each file
+    assert "not named <category>/<video_id>.fps1.csv (rename them): 2 (fry/b2.csv, stray.fps1.csv)" in report
+    for path in (tmp_path / "dataset" / "annotations").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    for folder in sorted((tmp_path / "dataset" / "annotations").rglob("*"), reverse=True):
+        folder.rmdir()
+    (tmp_path / "dataset" / "annotations").rmdir()
+    report = build_index([videos, other], tmp_path / "dataset", ignore_video_weight=True).report.format()
+    assert "annotations does not exist: no video is annotated, so nothing will be evaluated" in report

@@ -161,3 +161,14 @@ def test_train_command_end_to_end_and_a_missing_root(tiny_dataset, tmp_path, cap
     assert load_checkpoint(output / "last").metadata["train_config"]["model"]["backbone"] == "tiny"
     assert main([*arguments[:2], str(tmp_path / "nowhere"), *arguments[3:]]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_run_that_fails_in_its_set_up_leaves_no_output_folder(tiny_dataset, tmp_path):
+    output = tmp_path / "never-started"
+    paths = TrainPaths(video_roots=(tiny_dataset / "videos",), dataset_root=tiny_dataset / "dataset", output=output,
+                       backbone_weights=tmp_path / "no-such-weights.pt")
+    with pytest.raises(StateChangeError, match=r"no-such-weights\.pt"):
+        train(tiny_config(), paths, OPTIONS)
+    with pytest.raises(StateChangeError, match="local-batch-size"):
+        train(tiny_config(local_batch_size=1000), paths_for(tiny_dataset, output), OPTIONS)
+    assert not output.exists()

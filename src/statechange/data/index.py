@@ -148,6 +148,8 @@ class IndexReport:
     categories_without_centering: tuple[str, ...]  # video folders with no line in categories.csv
     dataset_categories_without_videos: tuple[str, ...]  # annotation / videos.csv categories with no folder
     categories_without_files: tuple[str, ...]  # video folders that hold no video file
+    misnamed_annotations: tuple[str, ...] = ()  # files under annotations/ not named <category>/<id>.fps1.csv
+    has_annotations_folder: bool = True  # DATASET_ROOT/annotations exists (without it nothing is evaluated)
 
     @property
     def n_train(self) -> int:
@@ -197,7 +199,8 @@ class IndexReport:
     def format(self) -> str:
         """A human-readable summary: one line per category, totals, then what is missing."""
         width = max((len(c.name) for c in self.categories), default=0)
-        lines = [_format_category(c, width) for c in self.categories]
+        weights_used = self.dataset_root is not None and not self.ignore_video_weight
+        lines = [_format_category(c, width, weights_used) for c in self.categories]
         n_above = [c.n_train_above_threshold for c in self.categories if c.n_train_above_threshold is not None]
         above = f" (above threshold: {sum(n_above)})" if n_above else ""
         lines.append(
@@ -209,10 +212,16 @@ class IndexReport:
             lines.append("No dataset root: no annotations (every video is a training video), weights ignored.")
         elif self.ignore_video_weight:
             lines.append("Video weights ignored (--ignore-video-weight): every training video has weight 1.")
+        if self.dataset_root is not None and not self.has_annotations_folder:
+            lines.append(f"! {self.dataset_root / ANNOTATIONS_DIR} does not exist: no video is annotated, so "
+                         "nothing will be evaluated (add <category>/<video_id>.fps1.csv files there).")
         notes = (
             ("annotations with no video file", self.annotations_without_video),
-            ("training videos with no relevance score", self.train_without_relevance),
-            (f"video folders missing from {CATEGORIES_FILE}", self.categories_without_centering),
+            (f"files under {ANNOTATIONS_DIR}/ ignored because they are not named <category>/<video_id>"
+             f"{ANNOTATION_SUFFIX} (rename them)", self.misnamed_annotations),
+            ("training videos with no relevance score", () if not weights_used else self.train_without_relevance),
+            (f"video folders missing from {CATEGORIES_FILE}",
+             () if not weights_used else self.categories_without_centering),
             ("dataset categories with no video folder", self.dataset_categories_without_videos),
             ("video folders with no video file", self.categories_without_files),
         )
@@ -359,9 +368,11 @@ def build_index(
 # --------------------------------------------------------------------------------------------------
 
 
-def _format_category(summary: CategorySummary, width: int) -> str:
-    if summary.n_train_above_threshold is None or summary.centering is None:
+def _format_category(summary: CategorySummary, width: int, weights_used: bool) -> str:
+    if not weights_used:
         weights = "(weights ignored)"
+    elif summary.n_train_above_threshold is None or summary.centering is None:
+        weights = f"(no centring parameter in {CATEGORIES_FILE})"
     else:
         weights = f"(above threshold {summary.centering:.3f}: {summary.n_train_above_threshold})"
     return (
@@ -545,4 +556,15 @@ def _make_report(
         categories_without_centering=tuple(c for c in categories if dataset_root is not None and c not in centering),
         dataset_categories_without_videos=tuple(sorted(dataset_categories - set(categories))),
         categories_without_files=tuple(s.name for s in summaries if s.n_train + s.n_test == 0),
+        misnamed_annotations=_misnamed_annotations(dataset_root / ANNOTATIONS_DIR) if dataset_root else (),
+        has_annotations_folder=dataset_root is None or (dataset_root / ANNOTATIONS_DIR).is_dir(),
     )
+
+
+def _misnamed_annotations(folder: Path) -> tuple[str, ...]:
+    """Files under ``folder`` that ``annotation_files`` does not read (wrong suffix or depth), relative to it."""
+    if not folder.is_dir():
+        return ()
+    read = set(annotation_files(folder).values())
+    return tuple(str(path.relative_to(folder)) for path in sorted(folder.rglob("*"))
+                 if path.is_file() and path not in read and not path.name.startswith("."))
