@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from PIL import Image
 
 from statechange.config import AugmentConfig
 from statechange.data.augment import augment_frames, sample_augmentation
@@ -24,7 +26,8 @@ from statechange.data.synth import make_synthetic_dataset
 
 SHOWN_LABELS = (1, 2, 2, 3)  # annotation codes of the frames shown: initial, action, action, end state
 LABEL_NAMES = {1: "initial state", 2: "action", 3: "end state"}
-FIGURE_DPI = 64
+CAPTION_CHARACTERS = 95  # a draw's description wraps to the width of its row
+FIGURE_DPI = 96  # with the font sizes below: captions about 13 px high as shown in the README
 
 
 def example_frames(seed: int) -> tuple[torch.Tensor, list[int]]:
@@ -46,25 +49,27 @@ def example_frames(seed: int) -> tuple[torch.Tensor, list[int]]:
 def draw_figure(frames: torch.Tensor, seconds: list[int], n_rows: int, output: Path) -> None:
     config = AugmentConfig(enabled=True)
     n_columns = frames.shape[0]
-    figure, axes = plt.subplots(1 + n_rows, n_columns, figsize=(2.4 * n_columns, 1.75 * (1 + n_rows)),
-                                squeeze=False, gridspec_kw={"hspace": 0.32, "wspace": 0.04})
+    figure, axes = plt.subplots(1 + n_rows, n_columns, figsize=(2.6 * n_columns, 1.95 * (1 + n_rows)),
+                                squeeze=False, gridspec_kw={"hspace": 0.8, "wspace": 0.04})
     for column, (second, code) in enumerate(zip(seconds, SHOWN_LABELS, strict=True)):
         axes[0, column].imshow(frames[column].permute(1, 2, 0).numpy())
-        axes[0, column].set_title(f"second {second}: {LABEL_NAMES[code]} (398x224)", fontsize=7)
+        axes[0, column].set_title(f"second {second}\n{LABEL_NAMES[code]} (398x224)", fontsize=10)
     figure.suptitle("One random transform per video: each row is one draw, the same on all its frames",
-                    fontsize=9, y=0.93)
+                    fontsize=12, y=0.93)
     for row in range(1, 1 + n_rows):
         augmentation = sample_augmentation(config, torch.Generator().manual_seed(row))
         augmented = augment_frames(frames, augmentation)  # [n, 3, 224, 224]
         for column in range(n_columns):
             axes[row, column].imshow(augmented[column].permute(1, 2, 0).numpy())
-        axes[row, 0].text(0, 1.06, f"draw {row}: {augmentation.describe()}", transform=axes[row, 0].transAxes,
-                          fontsize=6.5)
+        caption = textwrap.fill(f"draw {row}: {augmentation.describe()}", CAPTION_CHARACTERS)
+        axes[row, 0].text(0, 1.05, caption, transform=axes[row, 0].transAxes, fontsize=9.5, va="bottom")
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.savefig(output, dpi=FIGURE_DPI, bbox_inches="tight", pil_kwargs={"optimize": True})
+    figure.savefig(output, dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(figure)
+    with Image.open(output) as image:  # 256 colours: a third of the size, no visible change at this scale
+        image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(output, optimize=True)
 
 
 def main() -> None:
