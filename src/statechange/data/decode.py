@@ -9,7 +9,11 @@ gives, because they come out of FFmpeg's own filters, fed the way the ``ffmpeg``
   filter's rounding starts from the same origin;
 - every frame carries a duration, so closing the graph at end of stream puts the end at
   "last frame + its duration" and the fps filter emits the same last frames as the tool;
-- ``scale`` uses bicubic interpolation, the tool's default.
+- ``scale`` uses bicubic interpolation, the tool's default;
+- the output is written the way the tool writes ``-f rawvideo``: at a constant rate whose timeline
+  starts at the file's start (``-fps_mode cfr``, its default for that format). When the video
+  stream starts after the file's start (audio first, video a second later), the first frame is
+  repeated to fill the gap: a video starting at 1.7 s gives its first frame 3 times (slots 0, 1, 2).
 
 Memory is bounded by the 1-fps output: packets are decoded one at a time and filtered frames are
 pulled as soon as the filters release them. Like ``ffmpeg``, a damaged packet is skipped and a
@@ -19,7 +23,7 @@ truncated file gives the frames before the damage; a file that gives no frame at
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -93,18 +97,19 @@ def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int]) -> Iterator[
         errors: list[str] = []
         graph = None
         previous: av.VideoFrame | None = None
+        timeline = _ConstantRateOutput()
         for frame in _decoded_frames(container, stream, errors):
             _retime(frame, previous, offset, stream)
             if graph is None:
                 graph = _build_graph(frame, stream, fps, size)
             graph.push(frame)
-            for rgb in _pull_ready(graph):
+            for rgb in timeline.write(_pull_ready(graph)):
                 n_frames += 1
                 yield rgb
             previous = frame
         if graph is not None:
             graph.push(None)  # end of stream at last pts + duration: the fps filter emits its last frames
-            for rgb in _pull_ready(graph):
+            for rgb in timeline.write(_pull_ready(graph)):
                 n_frames += 1
                 yield rgb
     if n_frames == 0:
@@ -235,14 +240,46 @@ def _rotation_filters(rotation: float) -> list[tuple[str, str | None]]:
     return []
 
 
-def _pull_ready(graph: av.filter.Graph) -> Iterator[np.ndarray]:
-    """Every frame the graph can output now, as uint8 [H, W, 3] RGB."""
+def _pull_ready(graph: av.filter.Graph) -> Iterator[av.VideoFrame]:
+    """Every frame the graph can output now (rgb24, timestamps in output frame periods)."""
     while True:
         try:
-            frame = graph.vpull()
+            yield graph.vpull()
         except (av.BlockingIOError, av.EOFError):
             return
-        yield frame.to_ndarray()
+
+
+class _ConstantRateOutput:
+    """The ffmpeg tool's constant-rate writer (``-fps_mode cfr``), fed the fps filter's frames.
+
+    The output timeline has one slot per output period from the file's start (slot 0). A frame
+    whose timestamp is ahead of the next free slot fills the slots up to and including its own;
+    one more than a slot behind is dropped. Frames out of the fps filter are one period apart, so
+    only the first frame can be repeated: when the video starts after the file's start.
+    """
+
+    _DRIFT_LIMIT = 1.1  # periods; the tool's threshold for duplicating or dropping
+
+    def __init__(self) -> None:
+        self.next_slot = 0
+
+    def write(self, frames: Iterable[av.VideoFrame]) -> Iterator[np.ndarray]:
+        """Each frame as uint8 [H, W, 3] RGB, as many times as the tool writes it (0, 1 or more)."""
+        for frame in frames:
+            copies = self._copies(frame.pts)
+            self.next_slot += copies
+            if copies:
+                rgb = frame.to_ndarray()
+                for _ in range(copies):
+                    yield rgb
+
+    def _copies(self, slot: int) -> int:
+        drift = slot - self.next_slot + 1  # periods from the next free slot to this frame's end
+        if drift < -self._DRIFT_LIMIT:
+            return 0
+        if drift > self._DRIFT_LIMIT:
+            return drift
+        return 1
 
 
 def _round_half_away(value: Fraction) -> int:
