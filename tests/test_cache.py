@@ -14,11 +14,14 @@ from test_decode import SMALL_SIZE, write_video
 
 from statechange.cli import main
 from statechange.data.cache import (
+    EXACT_SOURCE,
     FAILURES_FILE,
+    LOSSLESS,
     MEAN_ABS_ERROR_BOUND,
     TEMP_SUFFIX,
     FrameCache,
     extract_videos,
+    frame_source,
     load_frames,
 )
 from statechange.data.decode import decode_video
@@ -71,6 +74,51 @@ def test_round_trip_matches_direct_decoding_within_the_stated_loss(tmp_path: Pat
     assert 0 < error.mean() <= MEAN_ABS_ERROR_BOUND
     np.testing.assert_array_equal(load_frames(video, cache), cached)
     assert cache.get(video, size=SMALL_SIZE) is None  # made at another size: not a hit
+
+
+def test_lossless_entries_are_bit_identical_and_exact_reads_never_see_jpeg(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "cat" / "vid.mp4", n_frames=30, size=(160, 90), image_at=textured)
+    video = VideoFile("cat", "vid", path)
+    direct = decode_video(path)
+    jpeg, lossless = FrameCache(tmp_path / "jpeg"), FrameCache(tmp_path / "lossless")
+    jpeg.put(video, direct, quality=90)
+    lossless.put(video, direct, quality=LOSSLESS)
+
+    assert np.array_equal(lossless.get(video), direct)
+    assert np.array_equal(lossless.get(video, exact=True), direct)
+    assert not np.array_equal(jpeg.get(video), direct)
+    assert jpeg.get(video, exact=True) is None  # evaluation never reads a lossy entry...
+    assert np.array_equal(load_frames(video, jpeg, exact=True), direct)  # ...it decodes instead
+    assert frame_source(video, jpeg) == "jpeg-q90"
+    assert frame_source(video, jpeg, exact=True) == frame_source(video, lossless) == EXACT_SOURCE
+    assert frame_source(video, None) == EXACT_SOURCE
+
+
+def test_extract_stores_listed_videos_losslessly_and_rebuilds_on_a_quality_change(tmp_path: Path) -> None:
+    root = make_root(tmp_path / "videos", {"cat/train": 2, "cat/test": 2})
+    videos = find_videos([root])
+    train_video, test_video = sorted(videos, key=lambda v: v.video_id != "train")
+    cache = FrameCache(tmp_path / "cache")
+
+    first = extract_videos(videos, cache.root, quality=95, lossless_keys={test_video.key}, progress=False)
+    again = extract_videos(videos, cache.root, quality=95, lossless_keys={test_video.key}, progress=False)
+    other_quality = extract_videos(videos, cache.root, quality=80, lossless_keys={test_video.key}, progress=False)
+
+    assert (first.done, again.skipped, other_quality.done, other_quality.skipped) == (2, 2, 1, 1)
+    assert cache.source_of(train_video) == "jpeg-q80"
+    assert cache.source_of(test_video) == EXACT_SOURCE
+    assert np.array_equal(cache.get(test_video, exact=True), decode_video(test_video.path))
+
+
+@pytest.mark.parametrize("quality", ["0", "96", "best"])
+def test_extract_cli_rejects_a_bad_quality(tmp_path: Path, capsys, quality: str) -> None:
+    root = make_root(tmp_path / "videos", {"cat/a": 1})
+
+    code = main(["extract", "--video-roots", str(root), "--cache", str(tmp_path / "cache"), "--quality", quality])
+
+    assert code == 2
+    assert "--quality" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
 
 
 def test_entry_goes_stale_when_the_source_changes(tmp_path: Path) -> None:

@@ -13,6 +13,11 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# The frame cache (statechange extract): not the method's, but shown by the command line's help.
+JPEG_QUALITY = 90  # about 23 KB per 398x224 frame of textured content
+LOSSLESS = "lossless"  # the cache quality that stores frames as PNG: bit-identical to direct decoding
+DEFAULT_CACHE_QUALITY: int | str = JPEG_QUALITY  # training videos' entries (docs/benchmarks.md, "Frame cache quality")
+
 # CLIP's input normalisation (OpenAI's preprocessing), used for every CLIP backbone.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -1,5 +1,9 @@
 """Evaluation on annotated videos: centre crop, no augmentation, the metrics of METHOD.md.
 
+Evaluation sees exactly the frames of direct decoding (those of the release's ffmpeg command): a
+frame cache is read only where it holds a lossless entry, and stored features only when they were
+computed from exact frames.
+
 The videos are sharded across ranks (rank r takes videos r, r + W, r + 2W, ...: every video exactly
 once, no padding) and the per-video records are merged in memory with ``all_gather_object``.
 """
@@ -17,7 +21,7 @@ from tqdm import tqdm
 from statechange import distributed
 from statechange.checkpoint import load_checkpoint
 from statechange.config import ForwardSettings, FrameConfig
-from statechange.data.cache import FrameCache, load_frames
+from statechange.data.cache import EXACT_SOURCE, FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import IndexedVideo, build_index, read_annotation
 from statechange.errors import StateChangeError
@@ -44,11 +48,12 @@ def category_logits(
     frame_cache: FrameCache | None = None,
     feature_store: FeatureStore | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """State and action logits [T, .] of a video: from stored features when there are some, else from frames."""
-    features = feature_store.get(video.video) if feature_store is not None else None
+    """State and action logits [T, .] of a video's exact frames: from stored features when there are
+    some, else from frames (a lossless cache entry, else decoded)."""
+    features = feature_store.get(video.video, EXACT_SOURCE) if feature_store is not None else None
     if features is not None:
         return model.heads(features.to(settings.device))
-    frames = load_frames(video.video, frame_cache, fps=frames_config.fps, size=frames_config.size)
+    frames = load_frames(video.video, frame_cache, fps=frames_config.fps, size=frames_config.size, exact=True)
     return video_logits(model, frames, settings)
 
 

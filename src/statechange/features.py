@@ -3,11 +3,13 @@
 With a frozen backbone and no augmentation a frame's features never change (training and
 evaluation both see the centre crop), so the heads can be trained on stored features: the same
 results as recomputing the backbone every step, at a fraction of the cost. Entries are keyed by
-video and by a fingerprint of the backbone's weights and the frame settings, so a different
-backbone or different weights never read stale features.
+everything that changes a video's features: a fingerprint of the backbone (its name and weights),
+the frame settings, the precision and the device type, then per video by its frame source
+(``data.cache.frame_source``: exact frames, or JPEG-cached ones of a given quality). A different
+backbone, precision or frame source never reads stale features.
 
-Layout: ``<root>/<fingerprint>/<category>/<video_id>.safetensors`` holding ``features`` float32 [T, F]
-and, in the header, the source video's size and modification time.
+Layout: ``<root>/<fingerprint>/<frame source>/<category>/<video_id>.safetensors`` holding ``features``
+float32 [T, F] and, in the header, the source video's size and modification time.
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ from statechange.data.index import VideoFile
 FEATURE_FORMAT_VERSION = 1
 
 
-def backbone_fingerprint(backbone: torch.nn.Module, name: str, frames: FrameConfig) -> str:
-    """A short hash of the backbone's weights, its name and the frame settings."""
+def backbone_fingerprint(
+    backbone: torch.nn.Module, name: str, frames: FrameConfig, precision: str, device_type: str
+) -> str:
+    """A short hash of the backbone's weights, its name, the frame settings, the forward precision
+    ("fp32" / "bf16") and the device type ("cpu", "cuda": their kernels round differently)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([FEATURE_FORMAT_VERSION, name, frames.__dict__], sort_keys=True).encode())
+    settings = [FEATURE_FORMAT_VERSION, name, frames.__dict__, precision, device_type]
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     for key, tensor in sorted(backbone.state_dict().items()):
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
@@ -49,12 +55,13 @@ class FeatureStore:
     def __init__(self, root: str | Path, fingerprint: str) -> None:
         self.directory = Path(root) / fingerprint
 
-    def path_for(self, video: VideoFile) -> Path:
-        return self.directory / video.category / f"{video.video_id}.safetensors"
+    def path_for(self, video: VideoFile, frame_source: str) -> Path:
+        return self.directory / frame_source / video.category / f"{video.video_id}.safetensors"
 
-    def get(self, video: VideoFile) -> torch.Tensor | None:
-        """Features [T, F] of the video, or None when absent, unreadable or made from another file."""
-        path = self.path_for(video)
+    def get(self, video: VideoFile, frame_source: str) -> torch.Tensor | None:
+        """Features [T, F] of the video's frames from ``frame_source``, or None when absent, unreadable
+        or made from another file."""
+        path = self.path_for(video, frame_source)
         if not path.exists():
             return None
         try:
@@ -65,9 +72,9 @@ class FeatureStore:
         except (OSError, ValueError, KeyError, SafetensorError):
             return None
 
-    def put(self, video: VideoFile, features: torch.Tensor) -> None:
-        """Store features [T, F] atomically (a temporary file renamed into place)."""
-        path = self.path_for(video)
+    def put(self, video: VideoFile, features: torch.Tensor, frame_source: str) -> None:
+        """Store features [T, F] of frames from ``frame_source`` atomically (a temporary file renamed into place)."""
+        path = self.path_for(video, frame_source)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"features": features.detach().float().cpu().contiguous()}
         write_bytes(path, save(tensors, _source_stamp(video.path)))  # in memory: no temporary file of safetensors

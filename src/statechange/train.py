@@ -31,7 +31,7 @@ from statechange import distributed
 from statechange.checkpoint import load_checkpoint, save_checkpoint
 from statechange.config import ForwardSettings, TrainConfig, to_dict
 from statechange.data.augment import VideoAugmentation, sample_augmentation
-from statechange.data.cache import FrameCache, load_frames
+from statechange.data.cache import FrameCache, frame_source, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import DatasetIndex, IndexedVideo, build_index
 from statechange.errors import StateChangeError
@@ -104,7 +104,7 @@ class _TrainingVideos(Dataset):
     def __getitem__(self, position: int) -> _Item:
         video = self.videos[position]
         if self.feature_store is not None:
-            features = self.feature_store.get(video.video)
+            features = self.feature_store.get(video.video, _frame_source(video, self.frame_cache, self.config))
             if features is None:
                 return _Item(position, error="its features could not be computed (see the feature pass above)")
             return _Item(position, features=features)
@@ -283,7 +283,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
 
     feature_store = None
     if use_features:  # features once, when the backbone is frozen and frames are not augmented
-        fingerprint = backbone_fingerprint(model.backbone, config.model.backbone, config.frames)
+        fingerprint = backbone_fingerprint(model.backbone, config.model.backbone, config.frames, forward.precision,
+                                           device.type)
         feature_store = FeatureStore(paths.feature_cache or paths.output / "features", fingerprint)
         _compute_features(model, [*train_videos, *test_videos], feature_store, frame_cache, config, forward,
                           context, log, options.progress)
@@ -576,11 +577,22 @@ def _placeholder(model: StateChangeModel, device: torch.device, use_features: bo
 # features, checkpoints, logs
 
 
+def _needs_exact_frames(video: IndexedVideo) -> bool:
+    """Annotated videos are evaluated, and evaluation sees exactly the frames of direct decoding."""
+    return video.annotation is not None
+
+
+def _frame_source(video: IndexedVideo, frame_cache: FrameCache | None, config: TrainConfig) -> str:
+    """Where the video's frames come from (stored features are keyed by it)."""
+    return frame_source(video.video, frame_cache, fps=config.frames.fps, size=config.frames.size,
+                        exact=_needs_exact_frames(video))
+
+
 def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store: FeatureStore,
                       frame_cache: FrameCache | None, config: TrainConfig, forward: ForwardSettings,
                       context: distributed.DistributedContext, log: _Logger, progress: bool) -> None:
     """Backbone features of every video not yet stored; the videos are shared across ranks."""
-    missing = [v for v in videos if store.get(v.video) is None]
+    missing = [v for v in videos if store.get(v.video, _frame_source(v, frame_cache, config)) is None]
     distributed.barrier()  # every rank lists before any writes: the shards below must come from one list
     if missing:
         log.print(f"computing backbone features of {len(missing)} videos (once; stored in {store.directory})")
@@ -589,15 +601,16 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
     shard = missing[context.rank :: context.world_size]
     for video in tqdm(shard, desc="features", unit="video", disable=not (context.is_main and progress),
                       file=sys.stderr, leave=False):
+        source = _frame_source(video, frame_cache, config)
         try:
             frames = load_frames(video.video, frame_cache, fps=config.frames.fps,
-                                 size=config.frames.size)
+                                 size=config.frames.size, exact=_needs_exact_frames(video))
         except VideoDecodeError as error:
             failures.append(f"skipping {video.path}: {error.reason}")
             continue
         if len(frames) == 0:
             continue
-        store.put(video.video, video_features(model, frames, forward).cpu())
+        store.put(video.video, video_features(model, frames, forward).cpu(), source)
     for lines in distributed.all_gather_objects(failures):
         for line in lines:
             log.print(line)

@@ -49,12 +49,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from statechange._io import TEMP_SUFFIX, atomic_write, remove_abandoned, temp_files, write_text
+from statechange.config import DEFAULT_CACHE_QUALITY, JPEG_QUALITY, LOSSLESS
 from statechange.data.decode import DEFAULT_FPS, DEFAULT_SIZE, VideoDecodeError, decode_video, iter_frame_chunks
 from statechange.data.index import VideoFile
 
 CACHE_SUFFIX = ".frames"
 FAILURES_FILE = "failures.csv"
-JPEG_QUALITY = 90  # about 23 KB per 398x224 frame of textured content
+PNG_COMPRESS_LEVEL = 1  # zlib level of lossless entries: the fastest, the files barely shrink beyond it
+EXACT_SOURCE = "exact"  # frame source of frames identical to direct decoding (decoded, or a lossless entry)
+CacheQuality = int | str  # a JPEG quality 1-95, or LOSSLESS
+DEFAULT_QUALITY: CacheQuality = DEFAULT_CACHE_QUALITY
 MEAN_ABS_ERROR_BOUND = 3.0  # grey levels, cached vs directly decoded frames (measured: about 2)
 
 _MAGIC = b"SCFRAME1"
@@ -89,15 +93,20 @@ class FrameCache:
         return self.root / video.category / f"{video.video_id}{CACHE_SUFFIX}"
 
     def get(
-        self, video: VideoFile, fps: float = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE
+        self,
+        video: VideoFile,
+        fps: float = DEFAULT_FPS,
+        size: tuple[int, int] = DEFAULT_SIZE,
+        exact: bool = False,
     ) -> np.ndarray | None:
-        """The cached frames uint8 [T, H, W, 3], or None when the entry is absent or stale."""
+        """The cached frames uint8 [T, H, W, 3], or None when the entry is absent or stale
+        (or, with ``exact``, stored lossily)."""
         path = self.path_for(video)
         try:
             data = path.read_bytes()
             index_position = _index_position(data)
             info = _parse_index(memoryview(data)[index_position:], index_position)
-            if not _matches(info.header, video, fps, size):
+            if not _matches(info.header, video, fps, size) or (exact and _source_of(info.header) != EXACT_SOURCE):
                 return None
             return _decode_frames(data, info)
         except FileNotFoundError:
@@ -106,13 +115,26 @@ class FrameCache:
             warnings.warn(f"Ignoring unreadable frame cache entry {path} ({error}).", stacklevel=2)
             return None
 
-    def is_fresh(self, video: VideoFile, fps: float = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE) -> bool:
-        """Whether a usable entry exists, reading only its index (no image is decoded)."""
+    def is_fresh(
+        self,
+        video: VideoFile,
+        fps: float = DEFAULT_FPS,
+        size: tuple[int, int] = DEFAULT_SIZE,
+        quality: CacheQuality | None = None,
+    ) -> bool:
+        """Whether a usable entry exists (stored at ``quality``, when given), reading only its index."""
+        source = self.source_of(video, fps, size)
+        return source is not None and (quality is None or source == frame_source_of(quality))
+
+    def source_of(
+        self, video: VideoFile, fps: float = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE
+    ) -> str | None:
+        """The frame source of a fresh entry (``EXACT_SOURCE`` or ``"jpeg-q<quality>"``), None without one."""
         try:
             info = _read_index(self.path_for(video))
         except (OSError, _UnreadableEntry):
-            return False
-        return _matches(info.header, video, fps, size)
+            return None
+        return _source_of(info.header) if _matches(info.header, video, fps, size) else None
 
     def put(
         self,
@@ -120,12 +142,13 @@ class FrameCache:
         frames: np.ndarray,
         fps: float = DEFAULT_FPS,
         source_stat: os.stat_result | None = None,
+        quality: CacheQuality = JPEG_QUALITY,
     ) -> Path:
-        """Store frames uint8 [T, H, W, 3] as the entry of ``video``, atomically.
+        """Store frames uint8 [T, H, W, 3] as the entry of ``video``, atomically, at ``quality``.
 
         ``source_stat`` is the source's ``os.stat`` taken before it was decoded (default: now).
         """
-        return self.put_chunks(video, [frames], fps=fps, source_stat=source_stat)
+        return self.put_chunks(video, [frames], fps=fps, source_stat=source_stat, quality=quality)
 
     def put_chunks(
         self,
@@ -133,14 +156,16 @@ class FrameCache:
         chunks: Iterable[np.ndarray],
         fps: float = DEFAULT_FPS,
         source_stat: os.stat_result | None = None,
+        quality: CacheQuality = JPEG_QUALITY,
     ) -> Path:
         """Like ``put``, from chunks uint8 [t, H, W, 3] consumed one at a time (bounded memory)."""
+        check_quality(quality)
         if source_stat is None:
             source_stat = os.stat(video.path)
         final = self.path_for(video)
         final.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(final) as file:
-            _write_entry(file, chunks, _source_header(source_stat, fps))
+            _write_entry(file, chunks, _source_header(source_stat, fps, quality))
         return final
 
     def remove_temp_files(self) -> int:
@@ -153,17 +178,54 @@ def load_frames(
     cache: FrameCache | None,
     fps: float = DEFAULT_FPS,
     size: tuple[int, int] = DEFAULT_SIZE,
+    exact: bool = False,
 ) -> np.ndarray:
     """A video's frames uint8 [T, H, W, 3]: from the cache when it holds a fresh entry, else decoded.
 
-    The one way training, evaluation and inference get frames. It never writes the cache
-    (``statechange extract`` does).
+    With ``exact`` (evaluation) only a lossless entry is used; otherwise the video is decoded, so the
+    frames are exactly those of direct decoding. The one way training, evaluation and inference get
+    frames. It never writes the cache (``statechange extract`` does).
     """
     if cache is not None:
-        frames = cache.get(video, fps=fps, size=size)
+        frames = cache.get(video, fps=fps, size=size, exact=exact)
         if frames is not None:
             return frames
     return decode_video(video.path, fps=fps, size=size)
+
+
+def frame_source(
+    video: VideoFile,
+    cache: FrameCache | None,
+    fps: float = DEFAULT_FPS,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    exact: bool = False,
+) -> str:
+    """Where ``load_frames`` with these arguments takes the frames from: ``EXACT_SOURCE`` (decoding or a
+    lossless entry) or ``"jpeg-q<quality>"``. Stored features are keyed by it."""
+    if cache is None or exact:
+        return EXACT_SOURCE
+    return cache.source_of(video, fps, size) or EXACT_SOURCE
+
+
+def frame_source_of(quality: CacheQuality) -> str:
+    """The frame source of entries stored at ``quality``."""
+    return EXACT_SOURCE if quality == LOSSLESS else f"jpeg-q{quality}"
+
+
+def check_quality(quality: CacheQuality) -> None:
+    """Raise ValueError unless ``quality`` is a JPEG quality 1-95 or ``LOSSLESS``."""
+    if quality == LOSSLESS:
+        return
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
+        raise ValueError(f"The frame cache quality must be a JPEG quality from 1 to 95 or {LOSSLESS!r}, "
+                         f"got {quality!r}.")
+
+
+def parse_quality(text: str) -> CacheQuality:
+    """A command-line cache quality: ``lossless`` or a JPEG quality 1-95."""
+    quality: CacheQuality = text if text == LOSSLESS else int(text) if text.isdigit() else text
+    check_quality(quality)
+    return quality
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,23 +252,29 @@ def extract_videos(
     fps: float = DEFAULT_FPS,
     size: tuple[int, int] = DEFAULT_SIZE,
     progress: bool = True,
+    quality: CacheQuality = JPEG_QUALITY,
+    lossless_keys: Iterable[str] = (),
 ) -> ExtractSummary:
     """Decode every video without a fresh entry into the cache, ``workers`` processes in parallel.
 
-    Fresh entries are skipped, stale ones rebuilt. Videos that cannot be decoded are listed in
+    Entries are stored at ``quality``, except those of the videos whose key is in ``lossless_keys``
+    (the annotated videos: evaluation reads only exact frames), stored losslessly. Fresh entries
+    (of the quality asked for) are skipped, others rebuilt. Videos that cannot be decoded are listed in
     ``<cache_root>/failures.csv`` (rewritten each run). With ``workers`` > 1 each video is
     decoded and written by a worker process; one that dies (killed, out of memory) has its
     videos retried, each alone, and a video that kills its worker again is recorded as failed.
     Worker processes re-import the main module: call this under ``if __name__ == "__main__":``
     in a script.
     """
+    check_quality(quality)
+    settings = _ExtractSettings(fps, size, quality, frozenset(lossless_keys))
     cache = FrameCache(cache_root)
     cache.root.mkdir(parents=True, exist_ok=True)
     cache.remove_temp_files()
     summary = ExtractSummary()
     todo = []
     for video in videos:
-        if cache.is_fresh(video, fps, size):
+        if cache.is_fresh(video, fps, size, settings.quality_for(video)):
             summary.skipped += 1
         else:
             todo.append(video)
@@ -214,9 +282,9 @@ def extract_videos(
     bar.set_postfix(done=0, skipped=summary.skipped, failed=0)
     try:
         results = (
-            _extract_in_workers(todo, cache, workers, fps, size)
+            _extract_in_workers(todo, cache, workers, settings)
             if workers > 1 and len(todo) > 1
-            else ((video, _extract_one(video, cache.root, fps, size)) for video in todo)
+            else ((video, _extract_one(video, cache.root, settings)) for video in todo)
         )
         for video, error in results:
             if error is None:
@@ -231,12 +299,26 @@ def extract_videos(
     return summary
 
 
-def _extract_one(video: VideoFile, cache_root: str | Path, fps: float, size: tuple[int, int]) -> str | None:
+@dataclass(frozen=True)
+class _ExtractSettings:
+    """What one ``extract_videos`` run writes: frame rate, size and the quality of each entry."""
+
+    fps: float
+    size: tuple[int, int]
+    quality: CacheQuality
+    lossless_keys: frozenset[str]
+
+    def quality_for(self, video: VideoFile) -> CacheQuality:
+        return LOSSLESS if video.key in self.lossless_keys else self.quality
+
+
+def _extract_one(video: VideoFile, cache_root: str | Path, settings: _ExtractSettings) -> str | None:
     """Decode one video into the cache; returns None on success, else why it failed."""
     try:
         source_stat = os.stat(video.path)  # before decoding: a file changed meanwhile reads as stale
-        chunks = iter_frame_chunks(video.path, _EXTRACT_CHUNK_FRAMES, fps=fps, size=size)
-        FrameCache(cache_root).put_chunks(video, chunks, fps=fps, source_stat=source_stat)
+        chunks = iter_frame_chunks(video.path, _EXTRACT_CHUNK_FRAMES, fps=settings.fps, size=settings.size)
+        FrameCache(cache_root).put_chunks(video, chunks, fps=settings.fps, source_stat=source_stat,
+                                          quality=settings.quality_for(video))
     except VideoDecodeError as error:
         return error.reason
     except FileNotFoundError:
@@ -256,7 +338,7 @@ def _write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
 
 
 def _extract_in_workers(
-    videos: list[VideoFile], cache: FrameCache, workers: int, fps: float, size: tuple[int, int]
+    videos: list[VideoFile], cache: FrameCache, workers: int, settings: _ExtractSettings
 ) -> Iterator[tuple[VideoFile, str | None]]:
     """(video, error or None) as worker processes finish them, surviving workers that die.
 
@@ -267,21 +349,21 @@ def _extract_in_workers(
     """
     pending = list(videos)
     while pending:
-        unfinished = yield from _run_pool(pending, cache, min(workers, len(pending)), fps, size)
+        unfinished = yield from _run_pool(pending, cache, min(workers, len(pending)), settings)
         if not unfinished:
             return
         in_flight = _videos_with_temp_files(cache, unfinished)
         suspects = [video for video in unfinished if video.key in in_flight] or unfinished[:1]
         cache.remove_temp_files()
         for suspect in suspects:
-            if (yield from _run_pool([suspect], cache, 1, fps, size)):
+            if (yield from _run_pool([suspect], cache, 1, settings)):
                 cache.remove_temp_files()
                 yield suspect, _WORKER_DIED
         pending = [video for video in unfinished if video not in suspects]
 
 
 def _run_pool(
-    videos: list[VideoFile], cache: FrameCache, workers: int, fps: float, size: tuple[int, int]
+    videos: list[VideoFile], cache: FrameCache, workers: int, settings: _ExtractSettings
 ) -> Generator[tuple[VideoFile, str | None], None, list[VideoFile]]:
     """Extract videos in one process pool, yielding results as they come.
 
@@ -291,7 +373,7 @@ def _run_pool(
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
     try:
         futures: dict[Future[str | None], VideoFile] = {
-            pool.submit(_extract_one, video, cache.root, fps, size): video for video in videos
+            pool.submit(_extract_one, video, cache.root, settings): video for video in videos
         }
         for future in as_completed(futures):
             try:
@@ -324,11 +406,11 @@ def _videos_with_temp_files(cache: FrameCache, videos: list[VideoFile]) -> set[s
 # The entry format
 
 
-def _source_header(source_stat: os.stat_result, fps: float) -> dict[str, Any]:
+def _source_header(source_stat: os.stat_result, fps: float, quality: CacheQuality) -> dict[str, Any]:
+    codec = {"codec": "png"} if quality == LOSSLESS else {"codec": "jpeg", "quality": quality}
     return {
         "format_version": _FORMAT_VERSION,
-        "codec": "jpeg",
-        "quality": JPEG_QUALITY,
+        **codec,
         "fps": fps,
         "source_size": source_stat.st_size,
         "source_mtime_ns": source_stat.st_mtime_ns,
@@ -346,8 +428,8 @@ def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: 
         if frame_shape is not None and chunk.shape[1:] != frame_shape:
             raise ValueError(f"Frame size changed from {frame_shape} to {chunk.shape[1:]} within a video.")
         frame_shape = chunk.shape[1:]
-        for jpeg in _encode_jpegs(chunk):
-            file.write(jpeg)
+        for image in _encode_images(chunk, header):
+            file.write(image)
             offsets.append(file.tell())
     if frame_shape is None or len(offsets) == 1:
         raise ValueError("Cannot cache a video without frames.")
@@ -362,12 +444,22 @@ def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: 
     file.write(_PREAMBLE.pack(_MAGIC, index_position))
 
 
-def _encode_jpegs(frames: np.ndarray) -> Iterator[bytes]:
-    """JPEG bytes of each frame of uint8 [T, H, W, 3]."""
+def _encode_images(frames: np.ndarray, header: dict[str, Any]) -> Iterator[bytes]:
+    """The image bytes (the header's codec) of each frame of uint8 [T, H, W, 3]."""
+    options = (
+        {"format": "PNG", "compress_level": PNG_COMPRESS_LEVEL}
+        if header["codec"] == "png"
+        else {"format": "JPEG", "quality": header["quality"]}
+    )
     for frame in frames:
         buffer = io.BytesIO()
-        Image.fromarray(frame, mode="RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        Image.fromarray(frame, mode="RGB").save(buffer, **options)
         yield buffer.getvalue()
+
+
+def _source_of(header: dict[str, Any]) -> str:
+    """The frame source of an entry, from its header."""
+    return EXACT_SOURCE if header.get("codec") == "png" else f"jpeg-q{header.get('quality')}"
 
 
 def _decode_frames(data: bytes, info: _EntryInfo) -> np.ndarray:
@@ -377,7 +469,7 @@ def _decode_frames(data: bytes, info: _EntryInfo) -> np.ndarray:
     frames = np.empty((n_frames, height, width, 3), dtype=np.uint8)
     view = memoryview(data)
     for i in range(n_frames):
-        with Image.open(io.BytesIO(view[offsets[i] : offsets[i + 1]]), formats=["JPEG"]) as image:
+        with Image.open(io.BytesIO(view[offsets[i] : offsets[i + 1]]), formats=["JPEG", "PNG"]) as image:
             if image.size != (width, height) or image.mode != "RGB":
                 raise _UnreadableEntry(f"frame {i} is a {image.mode} {image.size} image")
             frames[i] = np.asarray(image)  # (H, W, 3)
