@@ -18,6 +18,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from statechange.config import AugmentConfig
 from statechange.data.augment import (
+    PAD_MODES,
+    VALUE_PAD_MODES,
     Affine,
     BoxBlur,
     Brightness,
@@ -246,6 +248,60 @@ def test_crop_and_pad_matches_padding_then_resizing(frames, mode):
     assert int(difference.max()) <= ROUNDING
     if mode == "constant":
         assert (augmented[..., top + 2 :, : left - 3] == 200).all()
+
+
+@pytest.mark.parametrize("mode", VALUE_PAD_MODES)
+def test_crop_and_pad_value_modes_match_numpy_padding_then_resizing(frames, mode):
+    # pad 5% at the top and left, crop 10% at the bottom and right, numpy's value-filling pad modes
+    step = CropAndPad(top=-0.05, right=0.10, bottom=0.10, left=-0.05, mode=mode, fill=(200, 200, 200))
+    top, left, bottom, right = round(0.05 * HEIGHT), round(0.05 * WIDTH), round(0.1 * HEIGHT), round(0.1 * WIDTH)
+    cropped = frames[..., : HEIGHT - bottom, : WIDTH - right].permute(0, 2, 3, 1).cpu().numpy()  # uint8
+    options = {"end_values": 200} if mode == "linear_ramp" else {}
+    padded = np.pad(cropped, ((0, 0), (top, 0), (left, 0), (0, 0)), mode=mode, **options)
+    padded_frames = torch.from_numpy(padded).permute(0, 3, 1, 2).float().to(frames.device)
+    reference = F.interpolate(padded_frames, size=(HEIGHT, WIDTH), mode="bilinear", align_corners=False)
+
+    augmented = augment_frames(frames, only([step], offset=0))
+
+    assert max_difference(augmented, crop_of(reference, 0)) <= ROUNDING
+
+
+def test_sampled_crop_and_pad_draws_every_pad_mode_of_imgaug():
+    config = dataclasses.replace(NOTHING, crop_pad_p=1.0)
+    modes = [draw(config, seed).geometric[0].mode for seed in range(300)]
+    assert set(modes) == set(PAD_MODES) and len(PAD_MODES) == 10
+    assert max(modes.count(mode) for mode in PAD_MODES) < 3 * min(modes.count(mode) for mode in PAD_MODES)
+
+
+def test_the_photometric_group_is_shuffled_with_the_four_geometric_groups():
+    always = dataclasses.replace(EVERYTHING, max_photometric=4)
+    draws = [draw(always, seed) for seed in range(500)]
+    with_photometric = [d for d in draws if d.photometric]
+    positions = [d.n_geometric_before_photometric for d in with_photometric]
+    assert all(len(d.geometric) == 4 for d in draws)
+    counts = [positions.count(k) for k in range(5)]  # each of the 5 places, p = 1/5
+    assert min(counts) >= 0.6 * len(positions) / 5, counts
+    for d in with_photometric[:20]:  # the steps in the order they are applied
+        split = d.n_geometric_before_photometric
+        assert d.steps() == (*d.geometric[:split], *d.photometric, *d.geometric[split:])
+
+
+@pytest.mark.parametrize("fill_mode", ["constant", "mean"])
+def test_photometric_steps_before_a_geometric_one_act_on_the_picture_before_it(frames, fill_mode):
+    brighter = Brightness((30, 30, 30))
+    shift = Affine((1.0, 1.0), (40 / WIDTH, 20 / HEIGHT), 0.0, 0.0, "nearest", "constant", (10, 20, 30))
+    pad = CropAndPad(top=-0.05, right=0.0, bottom=0.0, left=-0.05, mode=fill_mode, fill=(0, 0, 0))
+    brightened = (frames.int() + 30).clamp(0, 255).to(torch.uint8)
+    first = VideoAugmentation((WIDTH, HEIGHT), CROP, 0, (shift, pad), (brighter,), photometric_position=0)
+    between = VideoAugmentation((WIDTH, HEIGHT), CROP, 0, (shift, pad), (brighter,), photometric_position=1)
+    last = VideoAugmentation((WIDTH, HEIGHT), CROP, 0, (shift, pad), (brighter,))
+
+    # brightening first leaves the affine's fill colour (10, 20, 30) as it is, brightening later shifts it
+    assert torch.equal(augment_frames(frames, first), augment_frames(brightened, only([shift, pad], offset=0)))
+    corner = augment_frames(frames, between)[..., 12:18, 24:30].float().mean((0, 2, 3))  # inside the fill
+    assert torch.allclose(corner, torch.tensor([40.0, 50.0, 60.0], device=frames.device), atol=1)
+    expected_last = (augment_frames(frames, only([shift, pad], offset=0)).int() + 30).clamp(0, 255)
+    assert torch.equal(augment_frames(frames, last).int(), expected_last)
 
 
 def test_sampled_crop_and_pad_draws_each_side_within_its_range(frames):

@@ -6,25 +6,38 @@ device. ``sample_augmentation`` draws every parameter of one video into a ``Vide
 ``augment_frames`` applies it to any chunk or subset of that video's frames, so a frame gives the
 same pixels whether it is augmented alone, in a chunk of 64 or with the whole video.
 
-    geometric, in random order:  horizontal flip (p 0.5), vertical flip (p 0.1),
-                                 crop-and-pad (p 0.5), affine (p 0.5)
-    photometric, 0 to 4 of, in random order:
-                                 blur (Gaussian | box | median), sharpen, brightness, hue-saturation
-    crop:                        columns [offset, offset + 224), offset uniform in 0..width-crop-1
+    five groups, in random order:  horizontal flip (p 0.5), vertical flip (p 0.1),
+                                   crop-and-pad (p 0.5), affine (p 0.5),
+                                   photometric: 0 to 4 of, in random order:
+                                     blur (Gaussian | box | median), sharpen, brightness, hue-saturation
+    crop:                          columns [offset, offset + 224), offset uniform in 0..width-crop-1
 
 How it is computed (the release's transforms with its parameters; where the arithmetic differs
 from imgaug's, it says so here):
-- The geometric steps are all maps from output pixel to source pixel. They are chained into one
-  sampling grid and the frames are interpolated once (imgaug interpolated after each step):
-  bilinearly when a step is bilinear (crop-and-pad's resize always is), else nearest. Only the
-  columns that survive the final crop are computed, plus the margin the photometric filters read.
-- The photometric steps come after all geometric ones.
-- Out-of-frame pixels follow each step's fill mode, applied to coordinates: ``edge`` (repeat the
+- The geometric steps are all maps from output pixel to source pixel. Consecutive ones are chained
+  into one sampling grid and the frames are interpolated once per run (imgaug interpolated after
+  each step): bilinearly when a step is bilinear (crop-and-pad's resize always is), else nearest.
+  A run is broken where the photometric group sits between geometric steps (the release's
+  top-level ``Sequential(random_order=True)`` shuffles all five groups) and by a crop-and-pad whose
+  fill is computed from the picture's values; the frames are then transformed whole up to the
+  break. The last run computes only the columns that survive the final crop, plus the margin the
+  photometric filters read when they come last.
+- Out-of-frame pixels follow each step's fill mode. The coordinate modes: ``edge`` (repeat the
   border pixel), ``reflect`` (mirror about the border pixel), ``symmetric`` (mirror about the
   border), ``wrap`` (tile) or ``constant`` (a random colour, blended at the border as bilinear
-  sampling would). imgaug's padding modes that fill with a statistic of the frame (mean, median,
-  minimum, maximum, linear ramp) are left out. Crop-and-pad fills with one random grey level (imgaug
-  draws one value per image for it), the affine with a random RGB colour.
+  sampling would). Crop-and-pad draws from imgaug's whole set of pad modes (``ia.ALL``), which adds
+  the value modes of ``numpy.pad``: ``mean``, ``median``, ``minimum``, ``maximum`` (per column for
+  the top and bottom padding, then per row of that for the left and right, rounded) and
+  ``linear_ramp`` (from the border pixel to the fill value). Crop-and-pad fills with one random grey
+  level (imgaug draws one value per image for it), the affine with a random RGB colour (its modes
+  are imgaug's ``Affine`` set, the coordinate ones).
+- Remaining differences with imgaug, measured by benchmarks/augment_parity.py on natural-looking
+  frames (docs/benchmarks.md): crop-and-pad resizes back bilinearly where imgaug resizes with cubic
+  interpolation (mean 1.1, 99th percentile 8 grey levels; up to ~100 at single pixels of sharp
+  edges); chained geometric steps are sampled once instead of resampled and rounded to uint8 after
+  each step (mean 0.3, 99th percentile 5; up to ~100 where nearest sampling picks the neighbouring
+  pixel of an edge); values also stay float between photometric steps (imgaug rounds after each:
+  at most half a grey level per step).
 - Pixel values stay float in [0, 255] between steps, clamped after each photometric step as uint8
   saturation would, and are rounded to uint8 at the end (and before a median, which only picks).
 - Hue and saturation: imgaug's ``AddToHueAndSaturation`` adds the sampled integer v to OpenCV's
@@ -52,7 +65,9 @@ from statechange.data.crop import DEFAULT_CROP, center_crop
 _FRAMES = FrameConfig()
 DEFAULT_FRAME_SIZE: tuple[int, int] = (_FRAMES.width, _FRAMES.height)  # (width, height)
 
-FILL_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")  # drawn uniformly, per step
+FILL_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")  # the affine's modes (imgaug's Affine ALL)
+VALUE_PAD_MODES = ("linear_ramp", "maximum", "mean", "median", "minimum")  # numpy.pad fills computed from values
+PAD_MODES = (*FILL_MODES, *VALUE_PAD_MODES)  # crop-and-pad's modes: imgaug's pad ALL, drawn uniformly
 AFFINE_INTERPOLATIONS = ("nearest", "bilinear")  # imgaug's order=[0, 1]
 BLUR_KINDS = ("gaussian", "box", "median")  # imgaug's OneOf: one of them, uniformly
 
@@ -63,6 +78,8 @@ _FULL_TURN_DEGREES = 360.0
 _OPENCV_HUE_RANGE = 180  # OpenCV's 8-bit hue: half-degrees, 0..179
 _EPSILON = 1e-6  # guards divisions by a zero chroma or value (greys, black)
 _CPU_CHUNK_FRAMES = 8  # frames per pass on the CPU: ~5 MB of float window, so intermediates stay in cache
+_N_GROUPS = 5  # flips (2), crop-and-pad, affine, the photometric group: shuffled together
+_PHOTOMETRIC_GROUP = 4  # its index among the groups
 
 
 # ----------------------------------------------------------------------------------------------
@@ -103,8 +120,8 @@ class CropAndPad:
     right: float
     bottom: float
     left: float
-    mode: str  # one of FILL_MODES, for the padded border
-    fill: tuple[int, int, int]  # the padding colour of mode "constant" (a grey level)
+    mode: str  # one of PAD_MODES, for the padded border
+    fill: tuple[int, int, int]  # the padding colour of mode "constant", the ramps' end of "linear_ramp" (a grey)
 
     def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(top, right, bottom, left) in whole pixels, as imgaug rounds them."""
@@ -306,12 +323,23 @@ class VideoAugmentation:
     crop: int  # width (and height) of the square crop
     crop_offset: int  # first column of the crop, in 0..width-crop-1
     geometric: tuple[GeometricStep, ...] = ()  # applied in this order
-    photometric: tuple[PhotometricStep, ...] = ()  # applied in this order, after the geometric ones
+    photometric: tuple[PhotometricStep, ...] = ()  # applied in this order, as one group
+    photometric_position: int | None = None  # geometric steps applied before the photometric group (None: all)
+
+    @property
+    def n_geometric_before_photometric(self) -> int:
+        if self.photometric_position is None:
+            return len(self.geometric)
+        return self.photometric_position
+
+    def steps(self) -> tuple[GeometricStep | PhotometricStep, ...]:
+        """Every step in the order it is applied."""
+        split = self.n_geometric_before_photometric
+        return (*self.geometric[:split], *self.photometric, *self.geometric[split:])
 
     def describe(self) -> str:
         """One line naming the steps in order, e.g. for figure labels and logs."""
-        steps = [step.describe() for step in (*self.geometric, *self.photometric)]
-        return " | ".join([*steps, f"crop @{self.crop_offset}"])
+        return " | ".join([*(step.describe() for step in self.steps()), f"crop @{self.crop_offset}"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,17 +361,19 @@ def sample_augmentation(
     if not 0 < crop <= min(width, height):
         raise ValueError(f"A {crop}-pixel crop does not fit {width}x{height} frames.")
     draw = _Draws(generator)
-    order = draw.permutation(4)  # the release's Sequential(random_order=True)
+    order = draw.permutation(_N_GROUPS)  # the release's top-level Sequential(random_order=True)
     groups: list[GeometricStep | None] = [
         HorizontalFlip() if draw.chance(config.horizontal_flip_p) else None,
         VerticalFlip() if draw.chance(config.vertical_flip_p) else None,
         _draw_crop_and_pad(config, draw) if draw.chance(config.crop_pad_p) else None,
         _draw_affine(config, draw) if draw.chance(config.affine_p) else None,
     ]
-    geometric = tuple(step for step in (groups[i] for i in order) if step is not None)
     photometric = _draw_photometric(config, draw)
     crop_offset = draw.integer(0, max(width - crop - 1, 0))  # METHOD.md: 0..173 for 398 -> 224
-    return VideoAugmentation(frame_size, crop, crop_offset, geometric, photometric)
+    before = order[: order.index(_PHOTOMETRIC_GROUP)]
+    geometric = tuple(groups[i] for i in order if i != _PHOTOMETRIC_GROUP and groups[i] is not None)
+    position = sum(groups[i] is not None for i in before)
+    return VideoAugmentation(frame_size, crop, crop_offset, geometric, photometric, position)
 
 
 class _Draws:
@@ -375,7 +405,7 @@ class _Draws:
 
 def _draw_crop_and_pad(config: AugmentConfig, draw: _Draws) -> CropAndPad:
     top, right, bottom, left = (draw.uniform(*config.crop_pad_range) for _ in range(4))
-    mode = draw.choice(FILL_MODES)
+    mode = draw.choice(PAD_MODES)
     grey = draw.integer(0, _UINT8_MAX)
     return CropAndPad(top, right, bottom, left, mode, (grey, grey, grey))
 
@@ -436,13 +466,23 @@ def augment_frames(frames: torch.Tensor, augmentation: VideoAugmentation) -> tor
     gives the same pixels for each frame as the whole video does.
     """
     _check_frames(frames, augmentation)
-    plan = _plan(augmentation, frames.shape[-1], frames.shape[-2], frames.device)
+    width, height = frames.shape[-1], frames.shape[-2]
+    passes = _passes(augmentation)
+    if passes is None:
+        plan = _plan(augmentation, width, height, frames.device)
+    else:
+        plans = _pass_plans(passes, augmentation, width, height, frames.device)
+
+    def augment_chunk(chunk: torch.Tensor) -> torch.Tensor:
+        if passes is None:
+            return _augment_chunk(chunk, augmentation, plan)
+        return _augment_chunk_in_passes(chunk, passes, plans, augmentation)
+
     n_frames = frames.shape[0]
     chunk = _CPU_CHUNK_FRAMES if frames.device.type == "cpu" else max(n_frames, 1)
-    output = torch.empty((n_frames, 3, frames.shape[-2], augmentation.crop), dtype=torch.uint8,
-                         device=frames.device)
+    output = torch.empty((n_frames, 3, height, augmentation.crop), dtype=torch.uint8, device=frames.device)
     for start in range(0, n_frames, chunk):
-        output[start : start + chunk] = _augment_chunk(frames[start : start + chunk], augmentation, plan)
+        output[start : start + chunk] = augment_chunk(frames[start : start + chunk])
     return output
 
 
@@ -483,7 +523,13 @@ def _plan(augmentation: VideoAugmentation, width: int, height: int, device: torc
     margin = sum(step.radius for step in augmentation.photometric)  # columns the filters read
     start = max(augmentation.crop_offset - margin, 0)
     stop = min(augmentation.crop_offset + augmentation.crop + margin, width)
-    steps = augmentation.geometric
+    return _columns_plan(augmentation.geometric, width, height, start, stop, device)
+
+
+def _columns_plan(
+    steps: Sequence[GeometricStep], width: int, height: int, start: int, stop: int, device: torch.device
+) -> _Plan:
+    """Output columns start..stop-1 of the geometric ``steps`` chained into one sampling."""
     if all(isinstance(step, (HorizontalFlip, VerticalFlip)) for step in steps):
         return _Plan(start, stop, None, "nearest", None, None)
     bilinear = any(isinstance(s, CropAndPad) or (isinstance(s, Affine) and s.interpolation == "bilinear")
@@ -491,6 +537,75 @@ def _plan(augmentation: VideoAugmentation, width: int, height: int, device: torc
     x, y, coverage, fill = _chain_coordinates(steps, width, height, start, stop, device, bilinear)
     grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)  # [H, w, 2]
     return _Plan(start, stop, grid.unsqueeze(0), "bilinear" if bilinear else "nearest", coverage, fill)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """Geometric steps sampled in one go, then what breaks the chain: the photometric group or a
+    crop-and-pad filled from the picture's values (None for the last pass)."""
+
+    geometric: tuple[GeometricStep, ...]
+    barrier: tuple[PhotometricStep, ...] | CropAndPad | None
+
+
+def _passes(augmentation: VideoAugmentation) -> list[_Pass] | None:
+    """The passes of a transform that needs more than one; None when one sampling grid followed by the
+    photometric steps does it (every step is a coordinate map and the photometric group comes last)."""
+    split = augmentation.n_geometric_before_photometric
+    value_filled = [i for i, step in enumerate(augmentation.geometric) if _is_value_filled(step)]
+    if not value_filled and (split == len(augmentation.geometric) or not augmentation.photometric):
+        return None
+    passes: list[_Pass] = []
+    run: list[GeometricStep] = []
+    for index, step in enumerate(augmentation.geometric):
+        if index == split and augmentation.photometric:
+            passes.append(_Pass(tuple(run), augmentation.photometric))
+            run = []
+        if index in value_filled:
+            passes.append(_Pass(tuple(run), step))  # type: ignore[arg-type]
+            run = []
+        else:
+            run.append(step)
+    photometric_last = split == len(augmentation.geometric) and augmentation.photometric
+    passes.append(_Pass(tuple(run), augmentation.photometric if photometric_last else None))
+    return passes
+
+
+def _is_value_filled(step: GeometricStep) -> bool:
+    return isinstance(step, CropAndPad) and step.mode in VALUE_PAD_MODES
+
+
+def _pass_plans(
+    passes: list[_Pass], augmentation: VideoAugmentation, width: int, height: int, device: torch.device
+) -> list[_Plan]:
+    """Whole frames for every pass but the last, which computes the crop's columns (and the margin
+    of photometric steps that end the transform)."""
+    plans = [_columns_plan(p.geometric, width, height, 0, width, device) for p in passes[:-1]]
+    last = passes[-1]
+    margin = sum(step.radius for step in last.barrier) if isinstance(last.barrier, tuple) else 0
+    start = max(augmentation.crop_offset - margin, 0)
+    stop = min(augmentation.crop_offset + augmentation.crop + margin, width)
+    return [*plans, _columns_plan(last.geometric, width, height, start, stop, device)]
+
+
+def _augment_chunk_in_passes(
+    frames: torch.Tensor, passes: list[_Pass], plans: list[_Plan], augmentation: VideoAugmentation
+) -> torch.Tensor:
+    """uint8 [n, 3, H, W] -> uint8 [n, 3, H, crop], one sampling per pass."""
+    picture = frames
+    for step_pass, plan in zip(passes, plans, strict=True):
+        picture = _geometric_window(picture, step_pass.geometric, plan)
+        if isinstance(step_pass.barrier, CropAndPad):
+            picture = _crop_and_pad_with_values(picture.float(), step_pass.barrier)
+        elif step_pass.barrier:
+            picture = picture.float()
+            for step in step_pass.barrier:
+                picture = step.apply(picture)
+    offset = augmentation.crop_offset - plans[-1].start
+    cropped = picture[..., offset : offset + augmentation.crop]
+    if cropped.dtype == torch.uint8:
+        return cropped
+    return cropped.round().clamp_(0, _UINT8_MAX).to(torch.uint8)
 
 
 def _augment_chunk(frames: torch.Tensor, augmentation: VideoAugmentation, plan: _Plan) -> torch.Tensor:
@@ -576,6 +691,67 @@ def _fold(coordinate: torch.Tensor, length: int, mode: str) -> torch.Tensor:
     if mode == "wrap":
         return torch.remainder(coordinate + 0.5, length) - 0.5
     raise ValueError(f"Unknown fill mode {mode!r}; expected one of {FILL_MODES}.")
+
+
+def _crop_and_pad_with_values(frames: torch.Tensor, step: CropAndPad) -> torch.Tensor:
+    """float [n, 3, H, W] -> same: crop, pad with one of ``VALUE_PAD_MODES`` as numpy.pad does, resize back."""
+    height, width = frames.shape[-2:]
+    top, right, bottom, left = step.pixels(width, height)
+    kept = frames[..., max(top, 0) : height - max(bottom, 0), max(left, 0) : width - max(right, 0)]
+    end_value = float(step.fill[0])
+    padded = _pad_with_values(kept, -2, max(-top, 0), max(-bottom, 0), step.mode, end_value)  # rows first,
+    padded = _pad_with_values(padded, -1, max(-left, 0), max(-right, 0), step.mode, end_value)  # as numpy
+    # the resize back reads no further than the outermost pixels, as the coordinate steps do
+    return F.interpolate(padded, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def _pad_with_values(
+    picture: torch.Tensor, dim: int, before: int, after: int, mode: str, end_value: float
+) -> torch.Tensor:
+    """Pad ``picture`` along ``dim`` like ``numpy.pad`` on uint8: a statistic of each line along
+    ``dim`` (rounded), or a ramp from the border pixel to ``end_value`` (truncated)."""
+    if before == 0 and after == 0:
+        return picture
+    length = picture.shape[dim]
+    if mode == "linear_ramp":
+        sides = (_linear_ramp(picture.narrow(dim, 0, 1), end_value, before, dim),
+                 _linear_ramp(picture.narrow(dim, length - 1, 1), end_value, after, dim).flip(dim))
+    else:
+        statistic = _line_statistic(picture, dim, mode)
+        sides = (_repeat_along(statistic, dim, before), _repeat_along(statistic, dim, after))
+    return torch.cat([sides[0], picture, sides[1]], dim=dim)
+
+
+def _repeat_along(line: torch.Tensor, dim: int, count: int) -> torch.Tensor:
+    """A size-1 ``dim`` of ``line`` repeated ``count`` times (a view)."""
+    shape = list(line.shape)
+    shape[dim] = count
+    return line.expand(shape)
+
+
+def _linear_ramp(edge: torch.Tensor, end_value: float, count: int, dim: int) -> torch.Tensor:
+    """numpy.linspace(end_value, edge, count, endpoint=False) along ``dim``, truncated to integers."""
+    shape = [1] * edge.dim()
+    shape[dim] = count
+    fractions = torch.arange(count, dtype=edge.dtype, device=edge.device).view(shape) / max(count, 1)
+    return (end_value + (edge - end_value) * fractions).floor_()
+
+
+def _line_statistic(picture: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
+    """The mean, median, minimum or maximum of each line along ``dim`` (kept as a dim of 1), rounded
+    half to even where it is not a pixel value (numpy rounds for integer images)."""
+    if mode == "minimum":
+        return picture.amin(dim, keepdim=True)
+    if mode == "maximum":
+        return picture.amax(dim, keepdim=True)
+    if mode == "mean":
+        return picture.mean(dim, keepdim=True).round_()
+    if mode == "median":  # numpy averages the two middle values of an even count
+        ordered = picture.sort(dim).values
+        length = picture.shape[dim]
+        middle = ordered.narrow(dim, (length - 1) // 2, 1) + ordered.narrow(dim, length // 2, 1)
+        return middle.div_(2).round_()
+    raise ValueError(f"Unknown value pad mode {mode!r}; expected one of {VALUE_PAD_MODES}.")
 
 
 # ----------------------------------------------------------------------------------------------
