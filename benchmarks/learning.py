@@ -11,6 +11,7 @@ probabilities scored the same way) and saves benchmarks/results/learning.json.
 Target (issue 4): action P@1 >= 80 and state P@1 >= 50 with efficientnet_lite0 within 10 minutes.
 
     python benchmarks/learning.py [--seeds 0 1 2] [--backbones efficientnet_lite0 tiny] [--work DIR]
+                                  [--cache-quality 90|lossless]  (the frame cache of the training videos)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from statechange.config import ModelConfig, TrainConfig
-from statechange.data.cache import extract_videos
+from statechange.data.cache import DEFAULT_QUALITY, CacheQuality, extract_videos, parse_quality
 from statechange.data.index import build_index, find_videos
 from statechange.data.synth import make_synthetic_dataset
 from statechange.evaluate import chance_metrics
@@ -34,11 +35,12 @@ from statechange.train import TrainOptions, TrainPaths, train
 KEYS = ("state_precision", "action_precision", "joint_state_precision", "joint_action_precision")
 
 
-def run_seed(work: Path, seed: int, backbones: list[str], sizes: tuple[int, int, int]) -> list[dict]:
-    data, cache = work / f"data-{seed}", work / f"cache-{seed}"
+def run_seed(work: Path, seed: int, backbones: list[str], sizes: tuple[int, int, int],
+             quality: CacheQuality = DEFAULT_QUALITY) -> list[dict]:
+    data, cache = work / f"data-{seed}", work / f"cache-{seed}-{quality}"
     if not (data / "dataset" / "categories.csv").exists():
         make_synthetic_dataset(data, *sizes, seed=seed, workers=2, overwrite=True)
-    extract_videos(find_videos([data / "videos"]), cache, workers=2, progress=False)
+    extract_videos(find_videos([data / "videos"]), cache, workers=2, progress=False, quality=quality)
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
     rows = [{"seed": seed, "backbone": "chance (uniform random)", "seconds": 0.0,
              **{k: round(v, 2) for k, v in chance_metrics(test_videos, seed=seed).items() if k in KEYS}}]
@@ -49,7 +51,8 @@ def run_seed(work: Path, seed: int, backbones: list[str], sizes: tuple[int, int,
                            frame_cache=cache, feature_cache=work / f"features-{seed}")
         started = time.time()
         result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
-        rows.append({"seed": seed, "backbone": backbone, "seconds": round(time.time() - started, 1),
+        rows.append({"seed": seed, "backbone": backbone, "cache_quality": quality,
+                     "seconds": round(time.time() - started, 1),
                      **{k: round(result.summary[k], 2) for k in KEYS}})
     return rows
 
@@ -61,13 +64,16 @@ def main() -> None:
     parser.add_argument("--categories", type=int, default=3)
     parser.add_argument("--train-videos", type=int, default=12)
     parser.add_argument("--test-videos", type=int, default=4)
+    parser.add_argument("--cache-quality", type=parse_quality, default=DEFAULT_QUALITY,
+                        help="frame cache quality of the training videos: a JPEG quality or lossless")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/learning-work"))
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "learning.json")
     args = parser.parse_args()
 
     rows = []
     for seed in args.seeds:
-        rows += run_seed(args.work, seed, args.backbones, (args.categories, args.train_videos, args.test_videos))
+        rows += run_seed(args.work, seed, args.backbones, (args.categories, args.train_videos, args.test_videos),
+                         args.cache_quality)
     print(f"\n{'backbone':<26}{'seed':>5}{'state P@1':>11}{'action P@1':>12}{'joint st.':>11}{'joint act.':>12}"
           f"{'train s':>9}")
     for row in rows:

@@ -18,7 +18,7 @@ from test_decode import write_video
 import statechange
 from statechange._io import atomic_directory, atomic_path, replaced_path, staging_path, temp_files, write_bytes
 from statechange.checkpoint import load_checkpoint, save_checkpoint
-from statechange.data.cache import FrameCache, extract_videos
+from statechange.data.cache import EXACT_SOURCE, FrameCache, extract_videos
 from statechange.data.index import VideoFile, find_videos
 from statechange.features import FeatureStore
 from statechange.runtime import MAX_DEFAULT_WORKERS, default_workers
@@ -95,10 +95,10 @@ def test_written_files_get_the_umask_permissions(tmp_path: Path, default_umask: 
     source = write_video(tmp_path / "cat" / "vid.mp4", n_frames=10)
     video = VideoFile("cat", "vid", source)
     store = FeatureStore(tmp_path / "features", "fingerprint")
-    store.put(video, torch.zeros(1, 4))  # [T, F]
+    store.put(video, torch.zeros(1, 4), EXACT_SOURCE)  # [T, F]
     write_bytes(tmp_path / "plain.bin", b"x")
     checkpoint = save_checkpoint(tmp_path / "last", tiny_model(seed=0), CATEGORIES, {})
-    for path in (store.path_for(video), tmp_path / "plain.bin", *checkpoint.iterdir()):
+    for path in (store.path_for(video, EXACT_SOURCE), tmp_path / "plain.bin", *checkpoint.iterdir()):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
 
 

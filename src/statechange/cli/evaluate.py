@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset-root", required=True, type=Path, metavar="DIR",
                         help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout)")
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                        help="frame cache made by `statechange extract`; when not given, videos are decoded")
+                        help="frame cache made by `statechange extract`: only its lossless entries are read, other "
+                        "videos are decoded, so the frames are exactly those of decoding; when not given, videos "
+                        "are decoded")
     parser.add_argument("--predictions-out", type=Path, default=None, metavar="DIR",
                         help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv); when not "
                         "given, none are written")

@@ -2,27 +2,31 @@
 
 Decoding a long web video to 1-fps frames costs seconds; training reads every video every epoch.
 ``extract_videos`` decodes each video once into ``<cache>/<category>/<video_id>.frames``: its 1-fps
-398x224 frames as JPEG images (quality ``JPEG_QUALITY``, Pillow/libjpeg-turbo) in one file, with an
-index. On the benchmark's source (300 s of textured, moving 640x360 H.264, benchmarks/data.py) an
-entry takes about 23 KB per frame and reads back more than 10x faster than decoding the source.
+398x224 frames as JPEG images (a quality of 1-95, Pillow/libjpeg-turbo) or PNG images
+(``LOSSLESS``: bit-identical to decoding) in one file, with an index.
 
-The cache is lossy. On that source the frames read back differ from directly decoded frames by a
-mean absolute error of about 2 grey levels (PSNR about 38.5 dB); ``MEAN_ABS_ERROR_BOUND`` is the
-bound the tests hold it to; that is well below the training augmentation's brightness shifts
-(up to 10 levels). Single pixels on sharp colour edges can be off by up to ~75 levels (JPEG's
-4:2:0 chroma subsampling).
+JPEG entries are lossy. At q90, on the data benchmark's source (300 s of textured, moving 640x360
+H.264, benchmarks/data.py), an entry takes about 23 KB per frame, reads back more than 10x faster
+than decoding the source, and differs from directly decoded frames by a mean absolute error of
+about 2 grey levels (PSNR about 38.5 dB; ``MEAN_ABS_ERROR_BOUND`` is the bound the tests hold it
+to); single pixels on sharp colour edges can be off by up to ~75 levels (4:2:0 chroma). What that
+changes in backbone features and learning is measured in docs/benchmarks.md
+(benchmarks/cache_quality.py). Evaluation never sees it: ``load_frames(..., exact=True)`` uses a
+lossless entry or decodes, and ``extract`` stores the annotated videos losslessly when given the
+dataset (``lossless_keys``).
 
 Entry layout (little-endian)::
 
     [0, 8)      magic b"SCFRAME1"
     [8, 16)     uint64: file position of the index
-    [16, ...)   the JPEG images, back to back
+    [16, ...)   the JPEG or PNG images, back to back
     index:      uint32 header length, header (UTF-8 JSON: source size and mtime, fps, width,
-                height, n_frames, quality), (n_frames + 1) uint64 offsets: frame i is the
-                bytes [offsets[i], offsets[i + 1])
+                height, n_frames, codec "jpeg" with its quality or "png"), (n_frames + 1) uint64
+                offsets: frame i is the bytes [offsets[i], offsets[i + 1])
 
 An entry is fresh while its source file has the size and modification time recorded in it and
-was made with the fps and size asked for; otherwise it is ignored and ``extract`` rebuilds it.
+was made with the fps and size asked for; otherwise it is ignored and ``extract`` rebuilds it
+(``extract`` also rebuilds entries stored at another quality than the one it is asked for).
 Entries are written atomically (``_io.atomic_write``: a temporary file in the same folder, synced
 and renamed into place), so a killed run leaves only complete entries (and ``.*.tmp`` files,
 removed by the next ``extract``; do not run two ``extract`` on one cache at the same time).
