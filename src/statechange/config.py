@@ -135,7 +135,11 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast on the forward passes)
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # what a forward pass runs in
+AUTO_PRECISION = "auto"  # a request: bf16 where the device runs it fast, else fp32 (inference.resolve_precision)
+PRECISION_CHOICES = (AUTO_PRECISION, *PRECISIONS)  # what users may ask for
+# Measured bound on |P_bf16 - P_fp32| of any per-second probability (docs/benchmarks.md, "bf16 deviation").
+BF16_PROBABILITY_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,7 @@ class ForwardSettings:
     """
 
     device: str = "cpu"  # "cpu", "cuda" or "cuda:N"
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast); "auto" is resolved before, by inference.resolve_precision
     chunk_size: int = 64  # frames per forward pass: bounds memory, never changes a result
     crop: int = FrameConfig.crop  # square centre crop fed to the backbone (the checkpoint's FrameConfig.crop)
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from statechange.config import ForwardSettings, ModelConfig, OptimConfig, TrainConfig
+from statechange.config import AUTO_PRECISION, ForwardSettings, ModelConfig, OptimConfig, TrainConfig
 from statechange.data.cache import extract_videos
 from statechange.data.index import build_index, find_videos
 
@@ -38,11 +38,15 @@ def _stage(number: int, title: str) -> float:
 
 
 def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str | None = None,
-             progress: bool = True) -> dict:
-    """Run (or finish) the demo in ``output``; returns the evaluation summary."""
+             progress: bool = True, precision: str = AUTO_PRECISION) -> dict:
+    """Run (or finish) the demo in ``output``; returns the evaluation summary.
+
+    ``precision`` is that of evaluation and prediction ("auto": bf16 where the device runs it fast);
+    training keeps the paper's fp32.
+    """
     from statechange.data.synth import make_synthetic_dataset
     from statechange.evaluate import chance_metrics, evaluate_checkpoint
-    from statechange.inference import load_model
+    from statechange.inference import load_model, resolve_precision
     from statechange.runtime import default_device, default_workers
     from statechange.train import LAST, TrainOptions, TrainPaths, train
     from statechange.viz import save_prediction
@@ -78,8 +82,8 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
         _say(f"  trained in {time.time() - stage:.0f} s")
 
     stage = _stage(4, "evaluate on the annotated test videos (centre crop), beside chance")
-    result = evaluate_checkpoint(run / LAST, [data / "videos"], data / "dataset", ForwardSettings(device),
-                                 frame_cache=cache)
+    forward = ForwardSettings(device, resolve_precision(precision, device))
+    result = evaluate_checkpoint(run / LAST, [data / "videos"], data / "dataset", forward, frame_cache=cache)
     metrics = result.metrics.summary()
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
     chance = chance_metrics(test_videos)
@@ -91,9 +95,9 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
 
     stage = _stage(5, "predict one test video")
     video = test_videos[0]
-    predictor = load_model(run / LAST, device=device)
+    predictor = load_model(run / LAST, device=device, precision=precision)
     prediction = predictor.predict(video.path, video.category)
-    csv_path, png = save_prediction(prediction, video.path, predictions, video.video_id, predictor.frames)
+    csv_path, png = save_prediction(prediction, predictions, video.video_id)
     if prediction.triplet:
         initial, action, end = prediction.triplet
         print(f"\n{video.path.name} ({video.category}): initial state at {initial} s, action at {action} s, "

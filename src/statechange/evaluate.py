@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -24,9 +25,10 @@ from statechange.config import ForwardSettings, FrameConfig
 from statechange.data.cache import EXACT_SOURCE, FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import IndexedVideo, build_index, read_annotation
+from statechange.data.prefetch import prefetched
 from statechange.errors import StateChangeError
 from statechange.features import FeatureStore
-from statechange.inference import frames_config_of, video_logits
+from statechange.inference import frames_config_of, ready_for_inference, video_logits
 from statechange.labels import category_probabilities
 from statechange.metrics import MetricsAccumulator
 from statechange.model import StateChangeModel
@@ -39,22 +41,26 @@ class EvaluationResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (video key, reason), all ranks
 
 
-@torch.no_grad()
-def category_logits(
-    model: StateChangeModel,
-    video: IndexedVideo,
-    settings: ForwardSettings,
-    frames_config: FrameConfig = FrameConfig(),
-    frame_cache: FrameCache | None = None,
-    feature_store: FeatureStore | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """State and action logits [T, .] of a video's exact frames: from stored features when there are
-    some, else from frames (a lossless cache entry, else decoded)."""
+VideoInputs = torch.Tensor | np.ndarray  # stored features float32 [T, F], or frames uint8 [T, H, W, 3]
+
+
+def video_inputs(video: IndexedVideo, frames_config: FrameConfig = FrameConfig(), frame_cache: FrameCache | None = None,
+                 feature_store: FeatureStore | None = None) -> VideoInputs:
+    """What the model needs for a video's exact frames: its stored features when there are some, else its
+    frames (a lossless cache entry, else decoded)."""
     features = feature_store.get(video.video, EXACT_SOURCE) if feature_store is not None else None
     if features is not None:
-        return model.heads(features.to(settings.device))
-    frames = load_frames(video.video, frame_cache, fps=frames_config.fps, size=frames_config.size, exact=True)
-    return video_logits(model, frames, settings)
+        return features
+    return load_frames(video.video, frame_cache, fps=frames_config.fps, size=frames_config.size, exact=True)
+
+
+@torch.no_grad()
+def logits_of(model: StateChangeModel, inputs: VideoInputs,
+              settings: ForwardSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """State and action logits [T, .] from ``video_inputs``: the heads alone on features, else the whole model."""
+    if isinstance(inputs, np.ndarray):
+        return video_logits(model, inputs, settings)
+    return model.heads(inputs.to(settings.device))
 
 
 def evaluate(
@@ -67,20 +73,27 @@ def evaluate(
     predictions_out: Path | None = None,
     progress: bool = False,
 ) -> EvaluationResult:
-    """Score every annotated video once across all ranks; every rank gets the merged result."""
+    """Score every annotated video once across all ranks; every rank gets the merged result.
+
+    The next video is loaded (decoded, or read from the caches) in a background thread while the
+    model runs on the current one.
+    """
     rank, world_size = distributed.rank_and_world_size()
     model.eval()
     local = MetricsAccumulator()
     failed: list[tuple[str, str]] = []
     shard = list(videos)[rank::world_size]
-    for video in tqdm(shard, desc="evaluate", unit="video", disable=not progress, file=sys.stderr, leave=False):
+    for video in shard:
         if video.annotation is None:
             raise ValueError(f"Video {video.key} has no annotation; only annotated videos can be evaluated.")
-        try:
-            state, action = category_logits(model, video, settings, frames_config, frame_cache, feature_store)
-        except VideoDecodeError as error:
-            failed.append((video.key, error.reason))
+    loaded = prefetched((video, _inputs_or_error(video, frames_config, frame_cache, feature_store))
+                        for video in shard)
+    for video, inputs in tqdm(loaded, total=len(shard), desc="evaluate", unit="video", disable=not progress,
+                              file=sys.stderr, leave=False):
+        if isinstance(inputs, VideoDecodeError):
+            failed.append((video.key, inputs.reason))
             continue
+        state, action = logits_of(model, inputs, settings)
         initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index))
         local.add_video(initial, act, end, read_annotation(video.annotation), video.category, video.key)
         if predictions_out is not None:
@@ -88,6 +101,14 @@ def evaluate(
     merged = MetricsAccumulator.from_states(distributed.all_gather_objects(local.to_state()))
     all_failed = [item for part in distributed.all_gather_objects(failed) for item in part]
     return EvaluationResult(merged, all_failed)
+
+
+def _inputs_or_error(video: IndexedVideo, frames_config: FrameConfig, frame_cache: FrameCache | None,
+                     feature_store: FeatureStore | None) -> VideoInputs | VideoDecodeError:
+    try:
+        return video_inputs(video, frames_config, frame_cache, feature_store)
+    except VideoDecodeError as error:
+        return error
 
 
 def evaluate_checkpoint(
@@ -116,7 +137,8 @@ def evaluate_checkpoint(
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
     frames_config = frames_config_of(loaded)
-    return evaluate(loaded.model, videos, replace(settings, crop=frames_config.crop), frames_config,
+    model = ready_for_inference(loaded.model, settings.device)
+    return evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
                     frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,
                     progress=progress)
 

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
+from tqdm import tqdm
 
 from statechange._io import write_bytes
-from statechange.config import FrameConfig
+from statechange.config import ForwardSettings, FrameConfig
+from statechange.data.decode import VideoDecodeError
 from statechange.data.index import VideoFile
+from statechange.data.prefetch import prefetched
+from statechange.inference import batched_features
+from statechange.model import StateChangeModel
+
+V = TypeVar("V")  # a video, as the caller names it
 
 FEATURE_FORMAT_VERSION = 1
 
@@ -78,3 +89,35 @@ class FeatureStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"features": features.detach().float().cpu().contiguous()}
         write_bytes(path, save(tensors, _source_stamp(video.path)))  # in memory: no temporary file of safetensors
+
+
+def compute_features(model: StateChangeModel, videos: Sequence[V], load: Callable[[V], np.ndarray],
+                     put: Callable[[V, torch.Tensor], None], settings: ForwardSettings,
+                     progress: bool = False) -> list[tuple[V, str]]:
+    """Backbone features [T, F] of each video, handed to ``put`` (frames from ``load``: uint8 [T, H, W, 3]).
+
+    The next video is loaded (decoded) in a background thread while the model runs, and short videos
+    share forward passes so the model sees full chunks (``inference.batched_features``). Returns the
+    videos that could not be decoded, with the reason; videos without frames are skipped.
+    """
+    failures: list[tuple[V, str]] = []
+
+    def loaded() -> Iterator[tuple[V, np.ndarray]]:
+        attempts = prefetched((video, _frames_or_error(load, video)) for video in videos)
+        for video, frames in tqdm(attempts, total=len(videos), desc="features", unit="video", disable=not progress,
+                                  file=sys.stderr, leave=False):
+            if isinstance(frames, VideoDecodeError):
+                failures.append((video, frames.reason))
+            else:
+                yield video, frames
+
+    for video, features in batched_features(model, loaded(), settings):
+        put(video, features)
+    return failures
+
+
+def _frames_or_error(load: Callable[[V], np.ndarray], video: V) -> np.ndarray | VideoDecodeError:
+    try:
+        return load(video)
+    except VideoDecodeError as error:
+        return error

@@ -8,28 +8,103 @@ Only training passes an augmentation, so prediction never imports the augmentati
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 
 from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
-from statechange.config import PRECISIONS, ForwardSettings, FrameConfig, from_dict
+from statechange.config import AUTO_PRECISION, PRECISION_CHOICES, PRECISIONS, ForwardSettings, FrameConfig, from_dict
+from statechange.data.cache import SpooledFrames
 from statechange.data.crop import center_crop
 from statechange.data.decode import iter_frame_chunks
+from statechange.data.prefetch import prefetched
 from statechange.errors import StateChangeError
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
-from statechange.runtime import default_device
+from statechange.runtime import available_cpus, default_device
 
 if TYPE_CHECKING:  # the training augmentation is imported only when training passes one
     from statechange.data.augment import VideoAugmentation
 
 Frames = np.ndarray | torch.Tensor  # uint8 [T, H, W, 3] (decoded at 1 fps, 398x224)
+
+# x86 CPU features (Linux /proc/cpuinfo names) with native bf16 matrix / dot-product instructions;
+# without them oneDNN emulates bf16 and autocast is slower than fp32.
+PICTURE_JPEG_QUALITY = 85  # the seconds kept for a prediction's picture: about 10-20 KB each at 398x224
+
+CPU_BF16_FEATURES = frozenset({"amx_bf16", "avx512_bf16"})
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below which it never issues bf16 instructions.
+ONEDNN_ISAS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                                      "AVX512_CORE_VNNI"})
+
+
+def cpu_features() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (empty where /proc/cpuinfo does not exist)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def runs_bf16_fast(device: str | torch.device) -> bool:
+    """Whether bf16 autocast is faster than fp32 on ``device``: a CUDA GPU with native bf16, or a CPU
+    with AMX-BF16 / AVX-512-BF16 that oneDNN is allowed to use (``ONEDNN_MAX_CPU_ISA`` may forbid it)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ONEDNN_ISAS_WITHOUT_BF16:
+        return False
+    return bool(cpu_features() & CPU_BF16_FEATURES)
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The precision a forward pass on ``device`` runs in: "auto" -> "bf16" where the device runs it fast
+    (``runs_bf16_fast``), else "fp32"; "fp32" and "bf16" are kept as asked."""
+    if precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {precision!r}.")
+    if precision != AUTO_PRECISION:
+        return precision
+    return "bf16" if runs_bf16_fast(device) else "fp32"
+
+
+def use_allowed_cores() -> int:
+    """Give torch's intra-op pool every core the process is allowed; returns the count.
+
+    Decoding gets no core of its own: its background thread needs a few percent of one core
+    (about 1 s of decoding per 1,000 s of video), so reserving a core would slow the model far
+    more than the decoder's time slices do. torch's own default counts the machine's cores,
+    not the ones a container or ``taskset`` allows.
+    """
+    threads = available_cpus()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def is_convolutional(module: torch.nn.Module) -> bool:
+    """Whether most of ``module``'s work is 2-D convolutions (more than a ViT's one patch embedding)."""
+    return sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()) > 1
+
+
+def ready_for_inference(model: StateChangeModel, device: str | torch.device) -> StateChangeModel:
+    """The model on ``device`` in eval mode; a convolutional backbone in channels-last memory format
+    (faster convolutions on CPUs and GPUs; frames [n, H, W, 3] already arrive in that layout)."""
+    model = model.to(device).eval()
+    if is_convolutional(model.backbone):
+        model.backbone.to(memory_format=torch.channels_last)
+    return model
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -104,6 +179,64 @@ def video_features(model: StateChangeModel, frames: Frames, settings: ForwardSet
     return features
 
 
+K = TypeVar("K")
+
+
+def batched_features(model: StateChangeModel, videos: Iterable[tuple[K, Frames]],
+                     settings: ForwardSettings) -> Iterator[tuple[K, torch.Tensor]]:
+    """Backbone features [T, F] (float32, on the device) of each (key, frames [T, H, W, 3]), in order.
+
+    Short videos share forward passes: frames are batched across video boundaries so the model always
+    sees full chunks of ``settings.chunk_size`` (only the last may be smaller). A video is yielded as
+    soon as all its frames went through; videos without frames are skipped.
+
+        videos:  |--- a (5) ---|-- b (3) --|------ c (9) ------|
+        chunks:  |------ 8 ------------------|------ 8 ------|1|   (chunk_size 8)
+    """
+    waiting: deque[tuple[K, int, list[torch.Tensor]]] = deque()  # (key, frames, feature pieces so far)
+    pieces: deque[torch.Tensor] = deque()  # frames not yet forwarded, uint8 [n, H, W, 3]
+    n_pending = 0
+    for key, frames in videos:
+        if len(frames) == 0:
+            continue
+        waiting.append((key, len(frames), []))
+        pieces.append(torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames)
+        n_pending += len(frames)
+        while n_pending >= settings.chunk_size:
+            n_pending -= settings.chunk_size
+            yield from _forward_and_share(model, _take(pieces, settings.chunk_size), waiting, settings)
+    if n_pending:
+        yield from _forward_and_share(model, _take(pieces, n_pending), waiting, settings)
+
+
+def _take(pieces: deque[torch.Tensor], n_frames: int) -> torch.Tensor:
+    """The first ``n_frames`` frames of ``pieces`` (removed from it), uint8 [n_frames, H, W, 3]."""
+    taken = []
+    while n_frames:
+        piece = pieces.popleft()
+        if len(piece) > n_frames:
+            pieces.appendleft(piece[n_frames:])
+            piece = piece[:n_frames]
+        taken.append(piece)
+        n_frames -= len(piece)
+    return taken[0] if len(taken) == 1 else torch.cat(taken)
+
+
+def _forward_and_share(model: StateChangeModel, chunk: torch.Tensor, waiting: deque,
+                       settings: ForwardSettings) -> Iterator[tuple[K, torch.Tensor]]:
+    """Forward one chunk, hand its rows to the waiting videos in order, yield the completed ones."""
+    (features,) = _map_chunks(model.features, chunk, replace(settings, chunk_size=len(chunk)), None)  # [n, F]
+    start = 0
+    while start < len(features):
+        key, n_frames, parts = waiting[0]
+        needed = n_frames - sum(len(p) for p in parts)
+        parts.append(features[start : start + needed])
+        start += len(parts[-1])
+        if sum(len(p) for p in parts) == n_frames:
+            waiting.popleft()
+            yield key, parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 # ----------------------------------------------------------------------------------------------
 # The public API: load a trained model, predict a video
 
@@ -118,6 +251,7 @@ class Prediction:
     action: np.ndarray  # float32 [T]: P(action) per second
     end_state: np.ndarray  # float32 [T]: P(end state) per second
     triplet: tuple[int, int, int] | None  # constrained best (initial, action, end) seconds; None if T < 3
+    triplet_frames: list[np.ndarray] | None = None  # uint8 [H, W, 3] frames at the triplet's seconds (the picture)
 
     @property
     def duration(self) -> int:
@@ -154,7 +288,7 @@ class StateChangePredictor:
 
     def __init__(self, model: StateChangeModel, categories: list[str], settings: ForwardSettings,
                  frames: FrameConfig = FrameConfig()) -> None:
-        self.model = model.to(settings.device).eval()
+        self.model = ready_for_inference(model, settings.device)
         self.categories = list(categories)
         self.settings, self.frames = settings, frames
 
@@ -167,40 +301,62 @@ class StateChangePredictor:
 
     @torch.no_grad()
     def predict(self, video: str | Path | Frames, category: str, max_distance: int | None = None) -> Prediction:
-        """Predict a video file (decoded at 1 fps, streamed in chunks) or uint8 frames [T, H, W, 3].
+        """Predict a video file or uint8 frames [T, H, W, 3].
 
-        ``max_distance`` limits the seconds between state and action in the triplet (None: no limit,
-        as evaluation does).
+        A file is decoded once, at 1 fps, in chunks that a background thread decodes while the model
+        runs on the previous one; every second is kept as a JPEG in a temporary file so that the
+        picture's frames need no second decode. ``max_distance`` limits the seconds between state
+        and action in the triplet (None: no limit, as evaluation does).
         """
         index = self.category_index(category)
         if isinstance(video, str | Path):
             path = Path(video)
             if not path.is_file():
                 raise StateChangeError(f"Video {path} does not exist; check the path.")
-            chunks = iter_frame_chunks(path, self.settings.chunk_size, fps=self.frames.fps, size=self.frames.size)
-            name = str(path)
+            name, kept = str(path), SpooledFrames(PICTURE_JPEG_QUALITY)
+            chunks = prefetched(_kept_while_decoded(
+                iter_frame_chunks(path, self.settings.chunk_size, fps=self.frames.fps, size=self.frames.size), kept))
         else:
-            chunks, name = iter([video]), "<array>"
-        logits = [video_logits(self.model, chunk, self.settings) for chunk in chunks]
-        if not logits:
-            raise StateChangeError(f"Video {name} has no frames.")
-        state = torch.cat([s for s, _ in logits])  # [T, 2N+1]
-        action = torch.cat([a for _, a in logits])  # [T, N+1]
-        initial, act, end = category_probabilities(state, action, index)
-        triplet = best_triplet(initial, act, end, max_distance=max_distance).tolist()
+            name, kept, chunks = "<array>", None, iter([video])
+        try:
+            logits = [video_logits(self.model, chunk, self.settings) for chunk in chunks]
+            if not logits:
+                raise StateChangeError(f"Video {name} has no frames.")
+            state = torch.cat([s for s, _ in logits])  # [T, 2N+1]
+            action = torch.cat([a for _, a in logits])  # [T, N+1]
+            initial, act, end = category_probabilities(state, action, index)
+            triplet = best_triplet(initial, act, end, max_distance=max_distance).tolist()
+            triplet = None if triplet[0] < 0 else tuple(triplet)
+            pictures = None if triplet is None else [
+                np.asarray(kept[second] if kept is not None else video[second]) for second in triplet]
+        finally:
+            if kept is not None:
+                chunks.close()  # stops the decoding thread before its file goes
+                kept.close()
         return Prediction(
             video=name, category=category, initial_state=initial.cpu().numpy(), action=act.cpu().numpy(),
-            end_state=end.cpu().numpy(), triplet=None if triplet[0] < 0 else tuple(triplet),
+            end_state=end.cpu().numpy(), triplet=triplet, triplet_frames=pictures,
         )
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None, precision: str = "fp32",
-               chunk_size: int = 64) -> StateChangePredictor:
-    """Load a checkpoint made by ``statechange train`` (its directory or its model.safetensors)."""
+def _kept_while_decoded(chunks: Iterator[np.ndarray], kept: SpooledFrames) -> Iterator[np.ndarray]:
+    """The chunks unchanged; each frame is also appended to ``kept`` (in the decoding thread)."""
+    for chunk in chunks:
+        kept.extend(chunk)
+        yield chunk
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None, precision: str = AUTO_PRECISION,
+               chunk_size: int = ForwardSettings.chunk_size) -> StateChangePredictor:
+    """Load a checkpoint made by ``statechange train`` (its directory or its model.safetensors).
+
+    ``precision`` "auto" runs bf16 where the device runs it fast (``resolve_precision``), else fp32.
+    """
     device = torch.device(device if device is not None else default_device())
     checkpoint = load_checkpoint(path, device=device, load_training_state=False)
     frames = frames_config_of(checkpoint)
-    settings = ForwardSettings(device=str(device), precision=precision, chunk_size=chunk_size, crop=frames.crop)
+    settings = ForwardSettings(device=str(device), precision=resolve_precision(precision, device),
+                               chunk_size=chunk_size, crop=frames.crop)
     return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames)
 
 

@@ -37,8 +37,8 @@ from statechange.data.index import DatasetIndex, IndexedVideo, build_index
 from statechange.errors import StateChangeError
 from statechange.evaluate import evaluate
 from statechange.factory import build_model
-from statechange.features import FeatureStore, backbone_fingerprint
-from statechange.inference import autocast, prepare_frames, video_features, video_logits
+from statechange.features import FeatureStore, backbone_fingerprint, compute_features
+from statechange.inference import autocast, prepare_frames, video_logits
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
@@ -597,20 +597,14 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
     if missing:
         log.print(f"computing backbone features of {len(missing)} videos (once; stored in {store.directory})")
     model.eval()
-    failures = []
     shard = missing[context.rank :: context.world_size]
-    for video in tqdm(shard, desc="features", unit="video", disable=not (context.is_main and progress),
-                      file=sys.stderr, leave=False):
-        source = _frame_source(video, frame_cache, config)
-        try:
-            frames = load_frames(video.video, frame_cache, fps=config.frames.fps,
-                                 size=config.frames.size, exact=_needs_exact_frames(video))
-        except VideoDecodeError as error:
-            failures.append(f"skipping {video.path}: {error.reason}")
-            continue
-        if len(frames) == 0:
-            continue
-        store.put(video.video, video_features(model, frames, forward).cpu(), source)
+    failed = compute_features(
+        model, shard,
+        lambda video: load_frames(video.video, frame_cache, fps=config.frames.fps, size=config.frames.size,
+                                  exact=_needs_exact_frames(video)),
+        lambda video, features: store.put(video.video, features.cpu(), _frame_source(video, frame_cache, config)),
+        forward, context.is_main and progress)
+    failures = [f"skipping {video.path}: {reason}" for video, reason in failed]
     for lines in distributed.all_gather_objects(failures):
         for line in lines:
             log.print(line)

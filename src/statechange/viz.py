@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from statechange.config import FrameConfig
-from statechange.data.decode import iter_frame_chunks
 from statechange.inference import Prediction
 
 CURVES = (  # (attribute, label, colour)
@@ -19,21 +17,6 @@ CURVES = (  # (attribute, label, colour)
 )
 FIGURE_SIZE = (12.0, 6.0)  # inches
 FIGURE_DPI = 100  # -> 1200 x 600 pixels
-
-
-def frames_at(video: str | Path | np.ndarray, seconds: Sequence[int], frames: FrameConfig = FrameConfig(),
-              chunk_size: int = 256) -> list[np.ndarray]:
-    """The 1-fps frames uint8 [H, W, 3] at the given seconds (a second pass over a file, in bounded memory)."""
-    if isinstance(video, np.ndarray):
-        return [video[s] for s in seconds]
-    wanted, found, start = set(seconds), {}, 0
-    for chunk in iter_frame_chunks(video, chunk_size, fps=frames.fps, size=frames.size):
-        for second in wanted & set(range(start, start + len(chunk))):
-            found[second] = chunk[second - start].copy()
-        start += len(chunk)
-        if len(found) == len(wanted):
-            break
-    return [found[s] for s in seconds]
 
 
 def plot_prediction(prediction: Prediction, images: Sequence[np.ndarray] | None, path: str | Path,
@@ -81,19 +64,17 @@ def plot_prediction(prediction: Prediction, images: Sequence[np.ndarray] | None,
     return path
 
 
-def save_prediction(prediction: Prediction, video: str | Path | np.ndarray, output: str | Path, video_id: str,
-                    frames: FrameConfig = FrameConfig()) -> tuple[Path, Path]:
+def save_prediction(prediction: Prediction, output: str | Path, video_id: str) -> tuple[Path, Path]:
     """Write ``<output>/<category>/<video_id>``.csv (per second), .json (summary) and .png (picture).
 
-    Returns (csv path, png path); the picture's frames are read again from ``video``.
+    Returns (csv path, png path); the picture shows the frames the prediction kept (no second decode).
     """
     from statechange.predictions import prediction_path, write_predictions
 
     csv_path = write_predictions(prediction_path(output, prediction.category, video_id),
                                  prediction.initial_state, prediction.action, prediction.end_state)
     csv_path.with_suffix(".json").write_text(json.dumps(prediction.summary(), indent=2) + "\n")
-    images = frames_at(video, prediction.triplet, frames) if prediction.triplet else None
-    return csv_path, plot_prediction(prediction, images, csv_path.with_suffix(".png"))
+    return csv_path, plot_prediction(prediction, prediction.triplet_frames, csv_path.with_suffix(".png"))
 
 
 def _clock(second: int) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from statechange.config import PRECISIONS, ForwardSettings
+from statechange.config import AUTO_PRECISION, PRECISION_CHOICES, PRECISIONS, ForwardSettings
 
 DEVICE_HELP = "cpu, cuda or cuda:N; when not given, this process's GPU if there is one, else the CPU"
 
@@ -41,24 +41,38 @@ def add_subcommand(
 
 
 def add_runtime_options(
-    parser: argparse.ArgumentParser, *, device: bool = True, forward: bool = True, chunk_help: str | None = None
+    parser: argparse.ArgumentParser, *, device: bool = True, forward: bool = True, chunk_help: str | None = None,
+    precision_default: str | None = None,
 ) -> None:
     """``--device``, ``--precision``, ``--chunk-size`` and ``--no-progress``, in a "runtime" group.
 
     ``device=False`` leaves out ``--device``; ``forward=False`` leaves out the forward-pass settings
-    (precision and chunk size).
+    (precision and chunk size). ``precision_default`` offers "auto" too, with that default.
     """
     group = parser.add_argument_group("runtime")
     if device:
         group.add_argument("--device", default=None, help=DEVICE_HELP)
     if forward:
-        group.add_argument("--precision", choices=PRECISIONS, default=ForwardSettings.precision,
-                           help="fp32, or bf16 autocast for the forward passes")
+        add_precision_option(group, precision_default)
         group.add_argument("--chunk-size", type=int, default=ForwardSettings.chunk_size, metavar="N",
                            help=chunk_help or "frames per forward pass (memory only; results do not change)")
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def add_precision_option(parser: argparse._ActionsContainer, default: str | None = None) -> None:
+    """``--precision``: fp32 / bf16, and "auto" when ``default`` is given (as the default, or beside fp32)."""
+    if default is None:
+        parser.add_argument("--precision", choices=PRECISIONS, default=ForwardSettings.precision,
+                            help="fp32, or bf16 autocast for the forward passes")
+        return
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=default,
+                        help=f"fp32, bf16 autocast, or {AUTO_PRECISION}: bf16 where the device runs it fast "
+                        "(GPUs with bf16, CPUs with AMX / AVX-512-BF16), else fp32")
+
+
 def forward_settings(args: argparse.Namespace, device: object) -> ForwardSettings:
-    """The forward-pass settings of the parsed runtime options, on ``device`` (a name or torch.device)."""
-    return ForwardSettings(str(device), args.precision, args.chunk_size)
+    """The forward-pass settings of the parsed runtime options, on ``device`` (a name or torch.device);
+    precision "auto" is resolved here, for that device."""
+    from statechange.inference import resolve_precision
+
+    return ForwardSettings(str(device), resolve_precision(args.precision, device), args.chunk_size)

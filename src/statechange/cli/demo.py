@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from statechange.cli._common import add_runtime_options, add_subcommand
+from statechange.cli._common import add_precision_option, add_runtime_options, add_subcommand
+from statechange.config import AUTO_PRECISION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=None, metavar="E",
                         help="training epochs; when not given, the paper's 20")
     add_runtime_options(parser, forward=False)
+    add_precision_option(parser, AUTO_PRECISION)  # of evaluation and prediction; training stays fp32
     parser.set_defaults(func=run)
 
 
@@ -28,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from statechange.demo import DemoSettings, run_demo
+    from statechange.inference import use_allowed_cores
 
     settings = DemoSettings() if args.epochs is None else replace(DemoSettings(), n_epochs=args.epochs)
-    run_demo(args.output, settings, device=args.device, progress=not args.no_progress)
+    use_allowed_cores()
+    run_demo(args.output, settings, device=args.device, progress=not args.no_progress, precision=args.precision)
     return 0

@@ -31,14 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv); when not "
                         "given, none are written")
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
-    add_runtime_options(parser)
+    add_runtime_options(parser, precision_default="fp32")  # fp32 by default, as the release
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from statechange import distributed
     from statechange.evaluate import evaluate_checkpoint
+    from statechange.inference import use_allowed_cores
 
+    use_allowed_cores()
     context = distributed.setup(args.device)
     try:
         result = evaluate_checkpoint(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from statechange.cli._common import add_runtime_options, add_subcommand
+from statechange.config import AUTO_PRECISION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="video files, or folders (every video in them)")
     parser.add_argument("--output", type=Path, default=Path("predictions"), metavar="DIR",
                         help="where to write the files")
-    add_runtime_options(parser)
+    add_runtime_options(parser, precision_default=AUTO_PRECISION)
     parser.set_defaults(func=run)
 
 
@@ -33,10 +34,11 @@ def run(args: argparse.Namespace) -> int:
 
     from statechange.data.decode import VideoDecodeError
     from statechange.data.index import expand_videos, video_id_of
-    from statechange.inference import load_model
+    from statechange.inference import load_model, use_allowed_cores
     from statechange.viz import save_prediction
 
     videos = expand_videos(args.videos)
+    use_allowed_cores()
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
     predictor.category_index(args.category)  # unknown category: fail before any work
     failed = 0
@@ -44,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
                       file=sys.stderr):
         try:
             prediction = predictor.predict(video, args.category)
-            csv_path, png_path = save_prediction(prediction, video, args.output, video_id_of(video),
-                                                 predictor.frames)
+            csv_path, png_path = save_prediction(prediction, args.output, video_id_of(video))
         except VideoDecodeError as error:
             print(f"statechange predict: {error}", file=sys.stderr)
             failed += 1

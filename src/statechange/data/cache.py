@@ -34,12 +34,14 @@ removed by the next ``extract``; do not run two ``extract`` on one cache at the 
 
 from __future__ import annotations
 
+import array
 import csv
 import io
 import json
 import multiprocessing
 import os
 import struct
+import tempfile
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -459,6 +461,50 @@ def _encode_images(frames: np.ndarray, header: dict[str, Any]) -> Iterator[bytes
         buffer = io.BytesIO()
         Image.fromarray(frame, mode="RGB").save(buffer, **options)
         yield buffer.getvalue()
+
+
+def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """One uint8 [H, W, 3] RGB frame as JPEG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(frame, mode="RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def decode_jpeg(data: bytes | memoryview) -> np.ndarray:
+    """JPEG bytes -> uint8 [H, W, 3] RGB."""
+    with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+class SpooledFrames:
+    """Every frame of a stream kept as a JPEG image in an unnamed temporary file, for reading a few
+    back at the end (the frames of a prediction's picture): a long video costs 8 bytes of memory per
+    frame (its offset), not a decoded frame, and the file vanishes when closed."""
+
+    def __init__(self, quality: int = JPEG_QUALITY) -> None:
+        self.quality = quality
+        self._file = tempfile.TemporaryFile()
+        self._offsets = array.array("Q", [0])  # frame i is the bytes [offsets[i], offsets[i + 1])
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def extend(self, frames: np.ndarray) -> None:
+        """Append uint8 frames [n, H, W, 3]."""
+        for frame in frames:
+            data = encode_jpeg(frame, self.quality)
+            self._file.write(data)
+            self._offsets.append(self._offsets[-1] + len(data))
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Frame ``index``, uint8 [H, W, 3] (JPEG-decoded)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"frame {index} of {len(self)}")
+        self._file.seek(self._offsets[index])
+        return decode_jpeg(self._file.read(self._offsets[index + 1] - self._offsets[index]))
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def _source_of(header: dict[str, Any]) -> str:
