@@ -35,10 +35,10 @@ if TYPE_CHECKING:  # the training augmentation is imported only when training pa
 
 Frames = np.ndarray | torch.Tensor  # uint8 [T, H, W, 3] (decoded at 1 fps, 398x224)
 
-# x86 CPU features (Linux /proc/cpuinfo names) with native bf16 matrix / dot-product instructions;
-# without them oneDNN emulates bf16 and autocast is slower than fp32.
 PICTURE_JPEG_QUALITY = 85  # the seconds kept for a prediction's picture: about 10-20 KB each at 398x224
 
+# x86 CPU features (Linux /proc/cpuinfo names) with native bf16 matrix / dot-product instructions;
+# without them bf16 is emulated and autocast is slower than fp32.
 CPU_BF16_FEATURES = frozenset({"amx_bf16", "avx512_bf16"})
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below which it never issues bf16 instructions.
 ONEDNN_ISAS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
@@ -94,7 +94,7 @@ def use_allowed_cores() -> int:
 
 
 def is_convolutional(module: torch.nn.Module) -> bool:
-    """Whether most of ``module``'s work is 2-D convolutions (more than a ViT's one patch embedding)."""
+    """Whether ``module`` is a convolutional network: more 2-D convolutions than a ViT's one patch embedding."""
     return sum(isinstance(m, torch.nn.Conv2d) for m in module.modules()) > 1
 
 
