@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from statechange.config import ForwardSettings, ModelConfig
-from statechange.inference import ready_for_inference, resolve_precision, runs_bf16_fast, video_logits
+from statechange.config import BF16_PROBABILITY_TOLERANCE, ForwardSettings, ModelConfig
+from statechange.inference import load_model, ready_for_inference, resolve_precision, runs_bf16_fast, video_logits
 from statechange.model import init_model
 
 CPUINFO = Path("/proc/cpuinfo")
@@ -62,3 +62,14 @@ def test_a_convolutional_backbone_runs_channels_last_with_the_same_outputs(test_
     vit = ready_for_inference(init_model(ModelConfig(backbone="tiny", hidden_sizes=(8,)), 2, seed=0), test_device)
     patch_embedding = vit.backbone.patch_embed.proj.weight
     assert patch_embedding.is_contiguous()  # a ViT keeps its layout: one convolution is not worth converting
+
+
+def test_bf16_predictions_stay_within_the_documented_tolerance_of_fp32(tmp_path):
+    from test_prediction_pipeline import tiny_checkpoint, write_video
+
+    checkpoint, video = tiny_checkpoint(tmp_path / "model"), write_video(tmp_path / "clip.mp4", seconds=20)
+    fp32 = load_model(checkpoint, device="cpu", precision="fp32").predict(video, "apple")
+    bf16 = load_model(checkpoint, device="cpu", precision="bf16").predict(video, "apple")
+    largest = max(np.abs(getattr(bf16, name) - getattr(fp32, name)).max()
+                  for name in ("initial_state", "action", "end_state"))
+    assert 0 < largest <= BF16_PROBABILITY_TOLERANCE  # bf16 really ran (the curves moved), and not far
