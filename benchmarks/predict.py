@@ -250,6 +250,7 @@ def main() -> None:
             result = bench_backbone(backbone, video, work, args.repeats, args.bf16_anyway, args.batch)
             report["backbones"].append(result)
             print(json.dumps(result, indent=2), flush=True)
+            save(report, args.output)  # after each backbone: a long run cut short keeps what it measured
         if args.deviation:
             videos = synthetic_test_videos(work)
             report["bf16_deviation"] = []
@@ -259,9 +260,13 @@ def main() -> None:
                 report["bf16_deviation"].append(bf16_deviation(backbone, chosen, frames))
                 print(json.dumps(report["bf16_deviation"][-1], indent=2), flush=True)
     report["uptime_after"] = os.popen("uptime").read().strip()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    save(report, args.output)
     print_table(report)
+
+
+def save(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def print_table(report: dict[str, Any]) -> None:
