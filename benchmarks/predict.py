@@ -42,6 +42,7 @@ from data import device_info, make_source_video  # benchmarks/data.py, beside th
 from statechange.checkpoint import load_checkpoint, save_checkpoint
 from statechange.config import ForwardSettings, ModelConfig, TrainConfig, to_dict
 from statechange.data.decode import iter_frame_chunks
+from statechange.factory import build_model
 from statechange.inference import (
     CPU_BF16_FEATURES,
     Prediction,
@@ -54,7 +55,6 @@ from statechange.inference import (
     video_logits,
 )
 from statechange.labels import category_probabilities
-from statechange.model import build_model
 from statechange.ordering import best_triplet
 from statechange.predictions import prediction_path, write_predictions
 from statechange.viz import plot_prediction, save_prediction
