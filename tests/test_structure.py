@@ -78,16 +78,26 @@ def test_every_option_has_help_and_help_shows_its_default(name):
 
 
 def test_runtime_options_are_the_same_everywhere():
-    """--device, --precision, --chunk-size and --no-progress mean the same in every subcommand."""
+    """--device, --precision, --chunk-size and --no-progress mean the same in every subcommand; only
+    --precision's default differs, by design: auto where speed matters (predict, demo), fp32 where
+    parity with the release does (evaluate, train; training's precision is saved in its config)."""
     seen: dict[str, set[tuple]] = {}
-    for parser in subcommand_parsers().values():
+    precision_defaults: dict[str, tuple] = {}
+    for name, parser in subcommand_parsers().items():
         for action in parser._actions:
             if set(action.option_strings) & {"--device", "--precision", "--chunk-size", "--no-progress"}:
-                key = (action.option_strings[0], action.default, tuple(action.choices or ()), action.type)
+                if action.option_strings[0] == "--precision":
+                    precision_defaults[name] = (action.default, tuple(action.choices))
+                    key: tuple = ("--precision", action.help.split(",")[0], action.type)
+                else:
+                    key = (action.option_strings[0], action.default, tuple(action.choices or ()), action.type)
                 seen.setdefault(action.option_strings[0], set()).add(key)
     assert set(seen) == {"--device", "--precision", "--chunk-size", "--no-progress"}
     for option, variants in seen.items():
         assert len(variants) == 1, f"{option} differs between subcommands: {variants}"
+    with_auto = ("auto", "fp32", "bf16")
+    assert precision_defaults == {"predict": ("auto", with_auto), "demo": ("auto", with_auto),
+                                  "evaluate": ("fp32", with_auto), "train": ("fp32", ("fp32", "bf16"))}
     evaluate = subcommand_parsers()["evaluate"]
     args = evaluate.parse_args(["--checkpoint", "c", "--video-roots", "v", "--dataset-root", "d",
                                 "--precision", "bf16", "--chunk-size", "8"])
