@@ -63,6 +63,18 @@ def logits_of(model: StateChangeModel, inputs: VideoInputs,
     return model.heads(inputs.to(settings.device))
 
 
+def category_logits(
+    model: StateChangeModel,
+    video: IndexedVideo,
+    settings: ForwardSettings,
+    frames_config: FrameConfig = FrameConfig(),
+    frame_cache: FrameCache | None = None,
+    feature_store: FeatureStore | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """State and action logits [T, .] of a video's exact frames: ``video_inputs`` through ``logits_of``."""
+    return logits_of(model, video_inputs(video, frames_config, frame_cache, feature_store), settings)
+
+
 def evaluate(
     model: StateChangeModel,
     videos: Sequence[IndexedVideo],
