@@ -131,7 +131,6 @@ def small_dataset(root: Path) -> tuple[Path, Path]:
     videos, other, dataset = root / "videos", root / "more-videos", root / "dataset"
     touch(videos / "cut" / "a1.mp4")
     touch(videos / "cut" / "a2.webm")
-    touch(other / "cut" / "a1.mkv")  # the same video in a second root: the first root wins
     touch(other / "fry" / "b1.mp4")
     touch(videos / ".cache" / "x.mp4")  # hidden folders are not categories
     touch(dataset / "categories.csv", 'DIR_NAME,ACTION_NAME,CENTERING_PARAM\ncut,"Cutting",0.4\nfry,"Frying",0.3\n')

@@ -129,9 +129,8 @@ def test_find_prediction_files_keys_by_category_and_video_id(dataset):
     found = find_prediction_files(dataset.predictions)
     assert sorted(found) == sorted(dataset.videos)
     assert found["bacon/v3"] == dataset.predictions / "bacon" / "v3.csv"
-    (dataset.predictions / "bacon" / "v3.copy.csv").write_text("")
-    with pytest.raises(StateChangeError, match="bacon/v3"):
-        find_prediction_files(dataset.predictions)
+    (dataset.predictions / "bacon" / "v3.copy.csv").write_text("")  # the id is the name without its extension
+    assert find_prediction_files(dataset.predictions)["bacon/v3.copy"] == dataset.predictions / "bacon" / "v3.copy.csv"
     with pytest.raises(StateChangeError, match="does not exist"):
         find_prediction_files(dataset.predictions / "nowhere")
 

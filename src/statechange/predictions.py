@@ -134,12 +134,7 @@ def find_prediction_files(directory: str | Path) -> dict[str, Path]:
         for path in sorted(category_dir.glob(f"*{SUFFIX}")):
             if not path.is_file():
                 continue
-            key = f"{category_dir.name}/{video_id_of(path)}"
-            if key in found:
-                raise StateChangeError(
-                    f"Prediction files {found[key]} and {path} are both for video {key}; remove one of them."
-                )
-            found[key] = path
+            found[f"{category_dir.name}/{video_id_of(path)}"] = path  # one file per id: the name without .csv
     return found
 
 

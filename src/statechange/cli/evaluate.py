@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from statechange import distributed
+    from statechange.errors import StateChangeError
     from statechange.evaluate import evaluate_checkpoint
     from statechange.inference import use_allowed_cores
 
@@ -53,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     if context.is_main:
         for key, reason in result.failed:
             print(f"skipped {key}: {reason}")
+    if len(result.metrics) == 0:  # an empty table would read as a result
+        raise StateChangeError(
+            f"None of the {len(result.failed)} annotated videos could be scored (every one failed to decode, "
+            "see the lines above): check the videos under --video-roots (or --cache) and run again."
+        )
+    if context.is_main:
         if args.json:
             print(json.dumps(result.metrics.summary(), indent=2))
         else:

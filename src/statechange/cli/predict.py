@@ -33,11 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from statechange.data.decode import VideoDecodeError
-    from statechange.data.index import expand_videos, video_id_of
+    from statechange.data.index import VideoFile, expand_videos, unique_by_key, video_id_of
     from statechange.inference import load_model, use_allowed_cores
     from statechange.viz import save_prediction
 
     videos = expand_videos(args.videos)
+    # one output per id: two files with one name (in different folders) would overwrite each other's outputs
+    videos = [v.path for v in unique_by_key(VideoFile(args.category, video_id_of(p), p) for p in videos).values()]
     use_allowed_cores()
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
     predictor.category_index(args.category)  # unknown category: fail before any work

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class VideoFile:
     """One video file found under a video root: ``<root>/<category>/<video_id>.<ext>``."""
 
     category: str
-    video_id: str  # the file name up to its first dot
+    video_id: str  # the file name without its last extension (``take.v1.mp4`` -> ``take.v1``)
     path: Path
 
     @property
@@ -40,24 +41,36 @@ class VideoFile:
 
 
 def video_id_of(path: Path) -> str:
-    """The ChangeIt video id of a file: its name up to the first dot."""
-    return path.name.split(".", 1)[0]
+    """The video id of a file: its name without its last extension (``take.v1.mp4`` -> ``take.v1``)."""
+    return Path(path).stem
 
 
 def find_videos(video_roots: Sequence[str | Path]) -> list[VideoFile]:
     """Every video file under the roots, sorted by (category, video_id).
 
-    When the same ``category/video_id`` is found more than once (several roots, or two
-    containers), the first root given wins and the others are ignored.
+    Two files with the same ``category/video_id`` (in two roots, or in two containers such as
+    ``a.mp4`` and ``a.webm``) are an error naming both: silently keeping one would drop the other.
     """
-    found: dict[str, VideoFile] = {}
+    found: list[VideoFile] = []
     for root in map(Path, video_roots):
         for category_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            for path in sorted(category_dir.iterdir()):
-                if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS:
-                    video = VideoFile(category_dir.name, video_id_of(path), path)
-                    found.setdefault(video.key, video)
-    return sorted(found.values(), key=lambda v: (v.category, v.video_id))
+            found += [VideoFile(category_dir.name, video_id_of(path), path) for path in sorted(category_dir.iterdir())
+                      if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted(unique_by_key(found).values(), key=lambda v: (v.category, v.video_id))
+
+
+def unique_by_key(videos: Iterable[VideoFile]) -> dict[str, VideoFile]:
+    """``category/video_id`` -> video, refusing two different files with one key (one file given twice counts once)."""
+    found: dict[str, VideoFile] = {}
+    for video in videos:
+        other = found.get(video.key)
+        if other is not None and other.path.resolve() != video.path.resolve():
+            raise StateChangeError(
+                f"Video files {other.path} and {video.path} both have the id {video.key}: rename or remove one of "
+                "them (a video's id is its file name without the last extension)."
+            )
+        found.setdefault(video.key, video)
+    return found
 
 
 def expand_videos(paths: Sequence[str | Path]) -> list[Path]:
@@ -409,7 +422,7 @@ def annotation_files(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
     return {
-        f"{path.parent.name}/{video_id_of(path)}": path
+        f"{path.parent.name}/{path.name.removesuffix(ANNOTATION_SUFFIX)}": path
         for path in sorted(folder.glob(f"*/*{ANNOTATION_SUFFIX}"))
         if path.is_file()
     }
@@ -458,8 +471,7 @@ def _read_categories(path: Path) -> tuple[dict[str, float], dict[str, str]]:
     """(category -> theta_c, category -> action name) from categories.csv; empty when it is absent."""
     if not path.is_file():
         return {}, {}
-    with path.open(newline="") as file:
-        rows = list(csv.reader(file))
+    rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
     header = tuple(field.strip() for field in rows[0]) if rows else ()
     if header[: len(CATEGORIES_HEADER)] != CATEGORIES_HEADER:
         raise StateChangeError(f"{path} must start with the header line {','.join(CATEGORIES_HEADER)}: add or fix it.")
@@ -470,11 +482,11 @@ def _read_categories(path: Path) -> tuple[dict[str, float], dict[str, str]]:
             continue
         try:
             name, action, theta = (field.strip() for field in row[:3])
-            centering[name] = float(theta)
+            centering[name] = _finite(theta)
         except ValueError:
             raise StateChangeError(
                 f"{path} line {line_number} ({','.join(row)!r}) is not 'DIR_NAME,ACTION_NAME,CENTERING_PARAM' "
-                "with a number as the last field: fix that line."
+                "with a finite number as the last field: fix that line."
             ) from None
         action_names[name] = action
     return centering, action_names
@@ -485,19 +497,38 @@ def _read_relevance(path: Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     scores: dict[str, float] = {}
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.split(",")
         try:
             if len(fields) != 2:
                 raise ValueError
-            scores[fields[0].strip()] = float(fields[1])
+            scores[fields[0].strip()] = _finite(fields[1])
         except ValueError:
             raise StateChangeError(
-                f"{path} line {line_number} ({line.strip()!r}) is not 'video_id,relevance_score': fix that line."
+                f"{path} line {line_number} ({line.strip()!r}) is not 'video_id,relevance_score' with a finite "
+                "number as the score: fix that line."
             ) from None
     return scores
+
+
+def _read_text(path: Path) -> str:
+    """A metadata file's text, which must be UTF-8 (ASCII included)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise StateChangeError(
+            f"{path} is not UTF-8 text (byte {error.start} cannot be decoded): save it as UTF-8 (e.g. iconv -t UTF-8)."
+        ) from None
+
+
+def _finite(text: str) -> float:
+    """A finite number from a CSV field; ValueError for text, NaN and infinities (they poison the video weights)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text.strip()!r} is not finite")
+    return value
 
 
 def _make_report(

@@ -1,0 +1,114 @@
+"""Runs that never lose work and never give a silent wrong answer (issue 9): colliding video names,
+unusable metadata, evaluations that scored nothing, damaged checkpoints and cache entries."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from statechange.checkpoint import save_checkpoint
+from statechange.cli import main
+from statechange.config import ModelConfig
+from statechange.data.index import build_index, find_videos
+from statechange.errors import StateChangeError
+from statechange.model import build_model
+
+
+def touch(path: Path, text: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def untrained_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the tiny backbone for the tiny dataset's categories (no training needed)."""
+    categories = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").categories
+    model = build_model(ModelConfig(backbone="tiny", hidden_sizes=(32,)), len(categories), seed=0)
+    return save_checkpoint(tmp_path_factory.mktemp("untrained") / "last", model, categories, {})
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. video ids: the name without its last extension; collisions are errors
+
+
+def test_names_with_dots_are_different_videos_and_keep_their_annotation(tmp_path):
+    touch(tmp_path / "videos" / "cut" / "take.v1.mp4")
+    touch(tmp_path / "videos" / "cut" / "take.v2.mp4")
+    touch(tmp_path / "dataset" / "annotations" / "cut" / "take.v2.fps1.csv", "0,1\n1,2\n2,3\n")
+    index = build_index([tmp_path / "videos"], tmp_path / "dataset", ignore_video_weight=True)
+    assert [(v.key, v.split) for v in index.videos] == [("cut/take.v1", "train"), ("cut/take.v2", "test")]
+
+
+@pytest.mark.parametrize("second", ["videos/cut/a.webm", "more/cut/a.mkv"])
+def test_two_files_with_one_id_are_an_error_naming_both(tmp_path, second):
+    first = touch(tmp_path / "videos" / "cut" / "a.mp4")
+    other = touch(tmp_path / second)
+    roots = [tmp_path / "videos", *([tmp_path / "more"] if second.startswith("more") else [])]
+    with pytest.raises(StateChangeError, match="both have the id cut/a") as error:
+        find_videos(roots)
+    assert str(first) in str(error.value) and str(other) in str(error.value)
+
+
+def test_predict_refuses_same_named_videos_from_two_folders_before_writing(untrained_checkpoint, tiny_dataset,
+                                                                          tmp_path, capsys):
+    source = sorted((tiny_dataset / "videos" / "disc_slicing").glob("*.mp4"))[:2]
+    for folder, video in zip(("day1", "day2"), source, strict=True):
+        (tmp_path / folder).mkdir()
+        shutil.copy(video, tmp_path / folder / "take.mp4")
+    output = tmp_path / "predictions"
+    code = main(["predict", "--checkpoint", str(untrained_checkpoint), "--category", "disc_slicing",
+                 str(tmp_path / "day1"), str(tmp_path / "day2" / "take.mp4"), "--output", str(output),
+                 "--device", "cpu", "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert str(tmp_path / "day1" / "take.mp4") in error and str(tmp_path / "day2" / "take.mp4") in error
+    assert not output.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. centring parameters and relevance scores must be finite numbers
+
+
+def weighted_dataset(root: Path, theta: str = "0.4", score: str = "0.5") -> tuple[Path, Path]:
+    touch(root / "videos" / "cut" / "a1.mp4")
+    touch(root / "dataset" / "categories.csv", f"DIR_NAME,ACTION_NAME,CENTERING_PARAM\ncut,Cutting,{theta}\n")
+    touch(root / "dataset" / "videos" / "cut.csv", f"a1,{score}\n")
+    return root / "videos", root / "dataset"
+
+
+@pytest.mark.parametrize(("theta", "score", "file", "line"), [
+    ("nan", "0.5", "categories.csv", 2), ("inf", "0.5", "categories.csv", 2),
+    ("0.4", "nan", "cut.csv", 1), ("0.4", "-inf", "cut.csv", 1), ("0.4", "high", "cut.csv", 1),
+])
+def test_non_finite_centring_or_relevance_is_an_error_naming_file_and_line(tmp_path, theta, score, file, line):
+    videos, dataset = weighted_dataset(tmp_path, theta, score)
+    with pytest.raises(StateChangeError, match=rf"{file} line {line} .*finite"):
+        build_index([videos], dataset)
+
+
+def test_non_utf8_metadata_is_one_sentence_naming_the_file(tmp_path):
+    videos, dataset = weighted_dataset(tmp_path)
+    (dataset / "categories.csv").write_bytes("DIR_NAME,ACTION_NAME,CENTERING_PARAM\ncut,Schnitt\xe4,0.4\n"
+                                             .encode("latin-1"))
+    with pytest.raises(StateChangeError, match=r"categories\.csv is not UTF-8"):
+        build_index([videos], dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. an evaluation that scored no video fails
+
+
+def test_evaluate_fails_when_no_annotated_video_could_be_scored(untrained_checkpoint, tiny_dataset, tmp_path,
+                                                                 capsys):
+    videos = tmp_path / "videos"
+    shutil.copytree(tiny_dataset / "videos", videos)
+    for annotation in (tiny_dataset / "dataset" / "annotations").glob("*/*.fps1.csv"):
+        (video,) = (videos / annotation.parent.name).glob(annotation.name.removesuffix(".fps1.csv") + ".*")
+        video.write_bytes(b"not a video" * 100)
+    code = main(["evaluate", "--checkpoint", str(untrained_checkpoint), "--video-roots", str(videos),
+                 "--dataset-root", str(tiny_dataset / "dataset"), "--device", "cpu", "--no-progress"])
+    assert code == 2
+    assert "None of the 4 annotated videos could be scored" in capsys.readouterr().err
