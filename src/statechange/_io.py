@@ -23,6 +23,7 @@ import os
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ STAGING_TAG = "staging"
 REPLACED_TAG = "replaced"
 DIGEST_CHARS = 12  # hex digits of the final name's hash in a temporary name (48 bits: no collisions in a folder)
 NEW_FILE_MODE = 0o666  # before the umask, as open() uses
+TEST_PAUSE_VARIABLE = "STATECHANGE_TEST_PAUSE_BETWEEN_RENAMES"  # test hook, see _test_pause
 
 
 def sibling_name(path: str | Path, tag: str) -> Path:
@@ -218,6 +220,7 @@ def _swap_in(staging: Path, directory: Path, replaced: Path) -> None:
         remove_path(replaced)  # a stale copy: ``directory`` is complete
         os.replace(directory, replaced)
         fsync_directory(directory.parent)
+        _test_pause()
     try:
         os.replace(staging, directory)
     except BaseException:
@@ -226,6 +229,13 @@ def _swap_in(staging: Path, directory: Path, replaced: Path) -> None:
         raise
     fsync_directory(directory.parent)
     remove_path(replaced)
+
+
+def _test_pause() -> None:
+    """Tests hold a swap between its two renames (to kill it there) by setting ``TEST_PAUSE_VARIABLE`` to seconds."""
+    seconds = os.environ.get(TEST_PAUSE_VARIABLE)
+    if seconds:
+        time.sleep(float(seconds))
 
 
 def _sync_tree(root: Path) -> None:

@@ -222,18 +222,31 @@ def read_checkpoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(model_file))
 
 
+def find_checkpoint(path: str | Path) -> Path | None:
+    """Where the checkpoint ``path`` is: itself, or, when a save was cut off between its two renames, the previous
+    checkpoint waiting under ``replaced_path`` (with a warning); None when neither exists. The one recovery
+    routine: loading and ``train --resume`` both find checkpoints through it."""
+    path = Path(path)
+    if path.exists():
+        return path
+    replaced = interrupted_directory(path)
+    if replaced is not None and path.suffix != ".safetensors" and (replaced / MODEL_FILE).is_file():
+        warnings.warn(
+            f"Checkpoint {path} is missing because a save was interrupted; using the previous one, {replaced}.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return replaced
+    return None
+
+
 def _model_file(path: Path) -> Path:
     """The model.safetensors of a checkpoint path, recovering from a save interrupted between renames."""
-    if not path.exists():
-        replaced = interrupted_directory(path)
-        if replaced is not None and path.suffix != ".safetensors" and (replaced / MODEL_FILE).is_file():
-            warnings.warn(
-                f"Checkpoint {path} is missing because a save was interrupted; loading the previous one, {replaced}.",
-                UserWarning,
-                stacklevel=3,
-            )
-            return replaced / MODEL_FILE
+    found = find_checkpoint(path)
+    if found is None:
         raise CheckpointError(f"Checkpoint {path} does not exist; pass a checkpoint directory such as <output>/last.")
+    if found != path:
+        return found / MODEL_FILE
     if path.is_dir():
         model_file = path / MODEL_FILE
         if not model_file.is_file():
@@ -295,6 +308,7 @@ __all__ = [
     "CheckpointError",
     "LoadedCheckpoint",
     "check_plain_data",
+    "find_checkpoint",
     "is_checkpoint",
     "load_checkpoint",
     "read_checkpoint_config",

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from statechange import distributed
-from statechange.checkpoint import load_checkpoint, save_checkpoint
+from statechange._io import remove_path, replaced_path, write_text
+from statechange.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from statechange.config import ForwardSettings, TrainConfig, to_dict
 from statechange.data.augment import VideoAugmentation, sample_augmentation
 from statechange.data.cache import FrameCache, frame_source, load_frames
@@ -45,6 +46,7 @@ from statechange.ordering import best_triplet
 from statechange.targets import PseudoLabels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 LAST, BEST = "last", "best"
 
 
@@ -67,6 +69,7 @@ class TrainOptions:
     progress: bool = True
     evaluate_every: int = 1  # epochs
     stop_after_epoch: int | None = None  # end this run early (e.g. a cluster's time limit); --resume continues
+    overwrite: bool = False  # replace a run already in the output folder (else it is refused without --resume)
 
 
 @dataclass
@@ -160,8 +163,8 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
         record = _train_one_epoch(run, epoch)
         if run.test_videos and (epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs):
             summary = _validate(run, record)
+        _save_checkpoints(run, record)  # then the log: a kill in between leaves the record in the checkpoint
         run.log.epoch(record)
-        _save_checkpoints(run, record)
         distributed.barrier()
     run.log.close()
     return TrainResult(run.model, run.index.categories, summary, epochs_run)
@@ -254,6 +257,7 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     """Data, model, optimisation (restored with --resume), stored features and the loader of a run."""
     device = context.device
     forward = ForwardSettings(str(device), config.precision, options.chunk_size, config.frames.crop)
+    _claim_output(paths.output, options, context)
     log = _Logger(paths.output, enabled=context.is_main, rank=context.rank)
     torch.manual_seed(config.seed)
 
@@ -418,7 +422,7 @@ def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
         run.best_precision = precision_now
         save_checkpoint(output / BEST, run.model, categories, metadata)
     save_checkpoint(output / LAST, run.model, categories, metadata,
-                    _training_state(epoch, run.optimisation, run.best_precision))
+                    _training_state(record, run.optimisation, run.best_precision))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -611,20 +615,22 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
     distributed.barrier()
 
 
-def _training_state(epoch: int, optimisation: Optimisation, best_precision: float) -> dict[str, Any]:
+def _training_state(record: dict[str, Any], optimisation: Optimisation, best_precision: float) -> dict[str, Any]:
     return {
-        "epoch": epoch,
+        "epoch": record["epoch"],
         **optimisation.state_dict(),  # "optimizers", "schedulers"
         "best_state_precision": best_precision,
         "torch_rng": torch.get_rng_state(),
+        "log_record": record,  # the epoch's log line, restored on --resume if a kill cut it off
     }
 
 
 def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, config: TrainConfig,
             index: DatasetIndex, log: _Logger) -> tuple[int, float]:
     """Load the last checkpoint's weights and training state; returns (first epoch to run, best precision)."""
-    if not directory.exists():
+    if find_checkpoint(directory) is None:
         log.print(f"--resume: no checkpoint at {directory} yet, starting from scratch")
+        log.restore(0, None)
         return 1, -math.inf
     checkpoint = load_checkpoint(directory, device="cpu")
     if list(checkpoint.categories) != list(index.categories):
@@ -642,7 +648,8 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
     model.load_state_dict(checkpoint.model.state_dict())
     optimisation.load_state_dict(state)
     torch.set_rng_state(state["torch_rng"])
-    log.print(f"resumed from {directory} after epoch {state['epoch']}")
+    log.restore(int(state["epoch"]), state.get("log_record"))
+    log.print(f"resumed from {checkpoint.path} after epoch {state['epoch']}")
     return int(state["epoch"]) + 1, float(state["best_state_precision"])
 
 
@@ -652,19 +659,24 @@ class _Logger:
     def __init__(self, output: Path, enabled: bool, rank: int = 0) -> None:
         self.enabled, self.rank, self.output = enabled, rank, output
         self.jsonl = output / LOG_FILE
+        self.tensorboard = output / TENSORBOARD_DIR
         self.writer: Any = None
-        self.opened = False  # the files are created with the first epoch's record, so a run that fails
-        #                      in its set-up (bad option, missing weights) leaves no output folder behind
+        self.purge_step: int | None = None  # TensorBoard hides the events from this epoch on (after a resume)
+        # the files are created with the first epoch's record, so a run that fails in its set-up (bad option,
+        # missing weights) leaves no output folder behind
 
-    def _open(self) -> None:
-        self.opened = True
-        self.output.mkdir(parents=True, exist_ok=True)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(self.output / "tensorboard"))
-        except ImportError:  # tensorboard is optional at run time
-            self.writer = None
+    def restore(self, epoch: int, record: dict[str, Any] | None) -> None:
+        """After a resume from ``epoch``: keep the log's earlier epochs, then ``record`` (the checkpoint's own
+        copy of epoch ``epoch``), so that every epoch is logged exactly once however the last run was killed."""
+        if not self.enabled:
+            return
+        last_kept = epoch - 1 if record is not None else epoch  # a checkpoint without its record keeps the log's
+        kept = [line for line in _log_lines(self.jsonl) if json.loads(line)["epoch"] <= last_kept]
+        if self.jsonl.exists():
+            write_text(self.jsonl, "".join(kept))
+        self.purge_step = last_kept + 1
+        if record is not None:
+            self.epoch(record, quiet=True)
 
     def print(self, message: str) -> None:
         if self.enabled:
@@ -674,28 +686,89 @@ class _Logger:
         """A line from any rank (e.g. a video it skipped), prefixed with the rank on the others."""
         tqdm.write(message if self.enabled else f"[rank {self.rank}] {message}", file=sys.stderr)
 
-    def epoch(self, record: dict[str, Any]) -> None:
+    def epoch(self, record: dict[str, Any], quiet: bool = False) -> None:
         if not self.enabled:
             return
-        if not self.opened:
-            self._open()
+        self.output.mkdir(parents=True, exist_ok=True)
         with open(self.jsonl, "a") as file:
             file.write(json.dumps(record) + "\n")
+        self._tensorboard(record)
+        if not quiet:
+            self.print(_epoch_line(record))
+
+    def _tensorboard(self, record: dict[str, Any]) -> None:
+        if self.writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional at run time
+                return
+            self.writer = SummaryWriter(str(self.tensorboard), purge_step=self.purge_step)
         metrics = record.get("metrics") or {}
-        line = (f"epoch {record['epoch']}: loss {record['loss']:.4f} (state {record['state_loss']:.4f}, action "
-                f"{record['action_loss']:.4f}), lr {record['lr']:.2e}, grad norm {record['grad_norm']:.3f}")
-        if metrics:
-            line += (f" | state P@1 {metrics['state_precision']:.1f}, action P@1 {metrics['action_precision']:.1f}, "
-                     f"joint {metrics['joint_state_precision']:.1f}/{metrics['joint_action_precision']:.1f}")
-        self.print(line)
-        if self.writer is not None:
-            for key in ("loss", "state_loss", "action_loss", "grad_norm", "lr"):
-                self.writer.add_scalar(f"train/{key}", record[key], record["epoch"])
-            for key, value in metrics.items():
-                if isinstance(value, int | float):
-                    self.writer.add_scalar(f"val/{key}", value, record["epoch"])
-            self.writer.flush()
+        for key in ("loss", "state_loss", "action_loss", "grad_norm", "lr"):
+            self.writer.add_scalar(f"train/{key}", record[key], record["epoch"])
+        for key, value in metrics.items():
+            if isinstance(value, int | float):
+                self.writer.add_scalar(f"val/{key}", value, record["epoch"])
+        self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def _epoch_line(record: dict[str, Any]) -> str:
+    """The console line of an epoch's record."""
+    metrics = record.get("metrics") or {}
+    line = (f"epoch {record['epoch']}: loss {record['loss']:.4f} (state {record['state_loss']:.4f}, action "
+            f"{record['action_loss']:.4f}), lr {record['lr']:.2e}, grad norm {record['grad_norm']:.3f}")
+    if metrics:
+        line += (f" | state P@1 {metrics['state_precision']:.1f}, action P@1 {metrics['action_precision']:.1f}, "
+                 f"joint {metrics['joint_state_precision']:.1f}/{metrics['joint_action_precision']:.1f}")
+    return line
+
+
+def _log_lines(path: Path) -> list[str]:
+    """The complete lines of a JSON-lines log (a line cut off by a kill is dropped); empty when absent."""
+    if not path.exists():
+        return []
+    return [line + "\n" for line in path.read_text().splitlines() if line.strip() and _is_json(line)]
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# the output folder
+
+
+def _claim_output(output: Path, options: TrainOptions, context: distributed.DistributedContext) -> None:
+    """Refuse to train over a run already in ``output`` unless resuming it; with ``overwrite``, remove that run
+    (naming what is removed). The features folder is a cache keyed by the backbone's weights and is kept."""
+    if options.resume and options.overwrite:
+        raise StateChangeError("--resume continues the run in --output and --overwrite replaces it: pass one of them.")
+    found = _run_files(output)
+    if not found or options.resume:
+        return
+    names = ", ".join(path.name for path in found)
+    if not options.overwrite:
+        raise StateChangeError(
+            f"{output} already holds a training run ({names}): use --resume to continue it, or --overwrite to "
+            "start again (which deletes it), or choose another --output."
+        )
+    if context.is_main:
+        tqdm.write(f"--overwrite: deleting the previous run in {output} ({names})", file=sys.stderr)
+        for path in found:
+            remove_path(path)
+    distributed.barrier()
+
+
+def _run_files(output: Path) -> list[Path]:
+    """What a training run leaves in its output folder (checkpoints, including one cut off mid-save, and logs)."""
+    candidates = [output / LAST, replaced_path(output / LAST), output / BEST, replaced_path(output / BEST),
+                  output / LOG_FILE, output / TENSORBOARD_DIR]
+    return [path for path in candidates if path.exists()]

@@ -81,6 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--output", type=Path, required=True, metavar="DIR", help="checkpoints and logs")
     run.add_argument("--resume", action="store_true", help="continue from OUTPUT/last")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the run already in OUTPUT (checkpoints, logs) and start again")
     run.add_argument("--seed", type=int, default=0, help="seed of the initialisation, data order and augmentation")
     run.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
                      help="end this run after epoch E (e.g. a job time limit); continue later with --resume; "
@@ -113,7 +115,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=args.dataset_root, output=args.output,
                        frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights)
-    options = TrainOptions(device=args.device, resume=args.resume, num_workers=args.num_workers,
+    options = TrainOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
+                           num_workers=args.num_workers,
                            progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
                            chunk_size=args.chunk_size)
     train(config_from_args(args), paths, options)
