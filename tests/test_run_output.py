@@ -102,3 +102,29 @@ def test_a_kill_between_the_two_renames_of_a_save_resumes_from_the_previous_chec
     assert not waiting.exists()
     assert logged_epochs(output) == [1, 2]
     assert tensorboard_steps(output) == [1, 2]
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Epoch 1 of a 2-epoch run, stopped on purpose (--stop-after-epoch 1)."""
+    output = tmp_path_factory.mktemp("stopped") / "run"
+    train(tiny_config(2), paths_for(tiny_dataset, output),
+          TrainOptions(**{**OPTIONS.__dict__, "stop_after_epoch": 1}))
+    return output
+
+
+@pytest.mark.parametrize(("change", "listed"), [
+    ({"lr": 0.1, "seed": 3}, ["optim.lr 0.01 -> 0.1", "seed 0 -> 3"]),
+    ({"hidden_sizes": (16,)}, ["model.hidden_sizes [32] -> [16]"]),  # today: a raw size-mismatch traceback
+])
+def test_resume_with_other_settings_is_refused_listing_them(stopped_run, tiny_dataset, change, listed):
+    config = tiny_config(2)
+    config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=change.get("hidden_sizes", (32,))),
+                         optim=OptimConfig(**{**config.optim.__dict__, "lr": change.get("lr", 1e-2)}),
+                         seed=change.get("seed", 0))
+    model_bytes = (stopped_run / "last" / "model.safetensors").read_bytes()
+    with pytest.raises(StateChangeError, match="was started with other settings") as error:
+        train(config, paths_for(tiny_dataset, stopped_run), TrainOptions(**{**OPTIONS.__dict__, "resume": True}))
+    for setting in listed:
+        assert setting in str(error.value)
+    assert (stopped_run / "last" / "model.safetensors").read_bytes() == model_bytes

@@ -48,6 +48,7 @@ from statechange.targets import PseudoLabels, pseudo_labels
 LOG_FILE = "log.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 LAST, BEST = "last", "best"
+RESUMABLE_SETTINGS = frozenset({"optim.n_epochs"})  # a resumed run may extend or shorten its schedule
 
 
 @dataclass(frozen=True)
@@ -642,6 +643,12 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
     if state is None:
         raise StateChangeError(f"{directory} holds no training state to resume from: use another --output.")
     saved = checkpoint.metadata.get("train_config", {})
+    changed = _changed_settings(saved, json.loads(json.dumps(to_dict(config))))
+    if changed:
+        raise StateChangeError(
+            f"--resume: the run in {directory} was started with other settings ({'; '.join(changed)}): resume with "
+            "the settings it was started with, or start a new run (another --output, or --overwrite)."
+        )
     if saved and saved.get("optim", {}).get("n_epochs") != config.optim.n_epochs:
         log.print(f"--resume: continuing to {config.optim.n_epochs} epochs (the run was started for "
                   f"{saved.get('optim', {}).get('n_epochs')})")
@@ -651,6 +658,21 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
     log.restore(int(state["epoch"]), state.get("log_record"))
     log.print(f"resumed from {checkpoint.path} after epoch {state['epoch']}")
     return int(state["epoch"]) + 1, float(state["best_state_precision"])
+
+
+def _changed_settings(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """``name saved -> current`` for each setting a resume would change, except ``RESUMABLE_SETTINGS``
+    (settings one side does not know, retired or new, are skipped)."""
+    changes = []
+    for key, value in current.items():
+        name = f"{prefix}{key}"
+        if key not in saved or name in RESUMABLE_SETTINGS:
+            continue
+        if isinstance(value, dict) and isinstance(saved[key], dict):
+            changes += _changed_settings(saved[key], value, f"{name}.")
+        elif saved[key] != value:
+            changes.append(f"{name} {saved[key]!r} -> {value!r}")
+    return changes
 
 
 class _Logger:
