@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from statechange.config import ModelConfig, OptimConfig, TrainConfig
-from statechange.model import build_model
+from statechange.factory import build_model
 from statechange.train import TrainOptions, TrainPaths, train
 
 WORKER = Path(__file__).with_name("accumulation_worker.py")

@@ -13,7 +13,7 @@ from statechange.cli import main
 from statechange.config import ModelConfig
 from statechange.data.index import build_index, find_videos
 from statechange.errors import StateChangeError
-from statechange.model import build_model
+from statechange.factory import build_model
 
 
 def touch(path: Path, text: str = "") -> Path:
