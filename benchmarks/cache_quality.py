@@ -39,8 +39,9 @@ from statechange.data.cache import LOSSLESS, FrameCache, load_frames
 from statechange.data.decode import decode_video
 from statechange.data.index import VideoFile, find_videos
 from statechange.data.synth import make_synthetic_dataset
+from statechange.factory import build_model
 from statechange.inference import video_features
-from statechange.model import EFFICIENTNET_LITE0, build_model
+from statechange.model import EFFICIENTNET_LITE0
 
 RESULTS = Path(__file__).parent / "results" / "cache_quality.json"
 QUALITIES: tuple[int | str, ...] = (90, 95, LOSSLESS)
