@@ -1,5 +1,5 @@
-"""Two CPU processes with gloo, started by torchrun and by SLURM-style variables: after training they
-hold the same model, and evaluation counted every test video exactly once."""
+"""Two CPU processes with gloo, started by torchrun (one node and two) and by SLURM-style variables: after
+training they hold the same model, and evaluation counted every test video exactly once."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from launchers import LAUNCH_TIMEOUT_S, assert_same_weights, clean_env, free_port, train_arguments, trained_weights
 from safetensors.torch import load_file
 
 from statechange.distributed import detect_launcher, first_host
@@ -58,6 +60,62 @@ def test_slurm_variables_two_processes_agree(tiny_dataset, tmp_path):
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-3000:]
     check_ranks_agree(output, tiny_dataset)
+
+
+def read_log(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+
+def train_with_torchrun(dataset: Path, output: Path, *launch: str) -> None:
+    """`torchrun ... -m statechange train` of two tiny epochs, one video per process and step."""
+    command = [*TORCHRUN, *launch, "-m", "statechange", *train_arguments(dataset, output, n_epochs=2,
+                                                                         local_batch_size=1)]
+    completed = subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+
+def run_together(commands: list[list[str]], logs: Path) -> None:
+    """Start the commands at once; all must succeed (a failing one stops the others, its log in the message)."""
+    processes = []
+    try:
+        for number, command in enumerate(commands):
+            with open(logs / f"process{number}.log", "w") as log:
+                processes.append(subprocess.Popen(command, env=clean_env(), stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+        while any(p.poll() is None for p in processes) and time.monotonic() < deadline:
+            failed = [n for n, p in enumerate(processes) if p.poll() not in (None, 0)]
+            assert not failed, (logs / f"process{failed[0]}.log").read_text()[-4000:]
+            time.sleep(0.5)
+        for number, process in enumerate(processes):
+            assert process.poll() == 0, (logs / f"process{number}.log").read_text()[-4000:]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tiny_dataset, tmp_path_factory) -> Path:
+    """The output folder of an uninterrupted 2-process run on one node."""
+    output = tmp_path_factory.mktemp("reference") / "run"
+    train_with_torchrun(tiny_dataset, output, "--standalone", "--nproc-per-node", "2")
+    return output
+
+
+def test_two_torchrun_nodes_train_as_one_node_with_two_processes(two_process_run, tiny_dataset, tmp_path):
+    """Two agents (`--nnodes 2`, c10d rendezvous on localhost), one process each: the same model, bit for bit."""
+    output, endpoint = tmp_path / "two-nodes", f"127.0.0.1:{free_port()}"
+    launch = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+              "--rdzv-id", "two-nodes", "-m", "statechange",
+              *train_arguments(tiny_dataset, output, n_epochs=2, local_batch_size=1)]
+    run_together([[*TORCHRUN, *launch]] * 2, tmp_path)  # the first agent up hosts the rendezvous store
+    assert_same_weights(trained_weights(output), trained_weights(two_process_run))
+    losses = [[(r["epoch"], r["loss"]) for r in read_log(o)] for o in (output, two_process_run)]
+    assert losses[0] == losses[1] and len(losses[0]) == 2  # one writer: one line per epoch
 
 
 def test_launcher_detection():

@@ -529,8 +529,8 @@ def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _Micr
         loss = _release_loss_scale(state_loss + action_loss, config, world_size)
         loss.backward()
     n_videos = torch.tensor(0.0 if empty else float(len(prepared)), dtype=torch.float64, device=device)
-    return torch.stack([loss.detach().double(), state_loss.detach().double(), action_loss.detach().double(),
-                        n_videos])
+    parts = [_release_loss_scale(part.detach(), config, world_size) for part in (state_loss, action_loss)]
+    return torch.stack([loss.detach().double(), parts[0].double(), parts[1].double(), n_videos])
 
 
 def _release_loss_scale(loss: torch.Tensor, config: TrainConfig, world_size: int) -> torch.Tensor:
