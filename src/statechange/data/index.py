@@ -46,14 +46,15 @@ def video_id_of(path: Path) -> str:
 
 
 def find_videos(video_roots: Sequence[str | Path]) -> list[VideoFile]:
-    """Every video file under the roots, sorted by (category, video_id).
+    """Every video file under the roots, sorted by (category, video_id); hidden folders (such as the
+    downloader's ``.download`` staging folder) are skipped.
 
     Two files with the same ``category/video_id`` (in two roots, or in two containers such as
     ``a.mp4`` and ``a.webm``) are an error naming both: silently keeping one would drop the other.
     """
     found: list[VideoFile] = []
     for root in map(Path, video_roots):
-        for category_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for category_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             found += [VideoFile(category_dir.name, video_id_of(path), path) for path in sorted(category_dir.iterdir())
                       if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS]
     return sorted(unique_by_key(found).values(), key=lambda v: (v.category, v.video_id))
@@ -163,6 +164,14 @@ class IndexReport:
     categories_without_files: tuple[str, ...]  # video folders that hold no video file
     misnamed_annotations: tuple[str, ...] = ()  # files under annotations/ not named <category>/<id>.fps1.csv
     has_annotations_folder: bool = True  # DATASET_ROOT/annotations exists (without it nothing is evaluated)
+    listed_without_file: tuple[str, ...] = ()  # "category/video_id" listed in videos/<category>.csv, no file
+
+    def missing_videos(self) -> list[str]:
+        """``category/video_id`` of every listed or annotated video of the indexed categories that has no
+        file (listed order, no repeats): what is left to download."""
+        indexed = {c.name for c in self.categories}
+        annotated = [key for key in self.annotations_without_video if key.split("/", 1)[0] in indexed]
+        return list(dict.fromkeys([*self.listed_without_file, *annotated]))
 
     @property
     def n_train(self) -> int:
@@ -337,7 +346,7 @@ def build_index(
     if not roots:
         raise StateChangeError("No video root was given: pass --video-roots DIR with one folder per category.")
     dataset = None if dataset_root is None else _existing_dir(dataset_root, "Dataset root", "--dataset-root")
-    categories = _category_folders(roots)
+    categories = category_folders(roots)
     videos = [v for v in find_videos(roots) if v.category in categories]
     if not videos:
         raise StateChangeError(
@@ -346,8 +355,8 @@ def build_index(
         )
 
     annotations = _annotation_files(dataset) if dataset else {}
-    centering, action_names = _read_categories(dataset / CATEGORIES_FILE) if dataset else ({}, {})
-    relevance = {c: _read_relevance(relevance_file(dataset, c)) for c in categories} if dataset else {}
+    centering, action_names = read_categories(dataset / CATEGORIES_FILE) if dataset else ({}, {})
+    relevance = {c: read_relevance(relevance_file(dataset, c)) for c in categories} if dataset else {}
 
     indexed = [
         IndexedVideo(
@@ -401,9 +410,13 @@ def _existing_dir(path: str | Path, what: str, option: str) -> Path:
     return path
 
 
-def _category_folders(roots: Sequence[Path]) -> list[str]:
-    """Sorted, de-duplicated names of the (non-hidden) folders of the video roots."""
-    return sorted({p.name for root in roots for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")})
+def category_folders(roots: Sequence[str | Path]) -> list[str]:
+    """Sorted, de-duplicated names of the (non-hidden) folders of the video roots; roots that are not
+    folders are passed over."""
+    return sorted(
+        {p.name for root in map(Path, roots) if root.is_dir() for p in root.iterdir()
+         if p.is_dir() and not p.name.startswith(".")}
+    )
 
 
 def relevance_file(dataset_root: Path, category: str) -> Path:
@@ -467,7 +480,7 @@ def _parse_annotation_line(path: Path, line_number: int, line: str, expected_sec
     return label
 
 
-def _read_categories(path: Path) -> tuple[dict[str, float], dict[str, str]]:
+def read_categories(path: Path) -> tuple[dict[str, float], dict[str, str]]:
     """(category -> theta_c, category -> action name) from categories.csv; empty when it is absent."""
     if not path.is_file():
         return {}, {}
@@ -492,7 +505,7 @@ def _read_categories(path: Path) -> tuple[dict[str, float], dict[str, str]]:
     return centering, action_names
 
 
-def _read_relevance(path: Path) -> dict[str, float]:
+def read_relevance(path: Path) -> dict[str, float]:
     """video_id -> relevance score from videos/<category>.csv; empty when the file is absent."""
     if not path.is_file():
         return {}
@@ -551,6 +564,7 @@ def _make_report(
     weights = dataset_root is not None and not ignore_video_weight
 
     summaries = []
+    listed_without_file: list[str] = []
     for category in categories:
         train = [v for v in by_category[category] if v.split == TRAIN]
         theta = centering.get(category)
@@ -558,6 +572,8 @@ def _make_report(
         if weights and theta is not None:
             above = sum(1 for v in train if v.relevance is not None and v.relevance > theta)
         listed = relevance.get(category, {})
+        missing = [f"{category}/{video_id}" for video_id in listed if f"{category}/{video_id}" not in present]
+        listed_without_file += missing
         summaries.append(
             CategorySummary(
                 name=category,
@@ -565,7 +581,7 @@ def _make_report(
                 n_test=len(by_category[category]) - len(train),
                 centering=theta,
                 n_train_above_threshold=above,
-                n_listed_without_file=sum(1 for video_id in listed if f"{category}/{video_id}" not in present),
+                n_listed_without_file=len(missing),
                 n_annotations_without_video=missing_annotated[category],
             )
         )
@@ -589,6 +605,7 @@ def _make_report(
         categories_without_files=tuple(s.name for s in summaries if s.n_train + s.n_test == 0),
         misnamed_annotations=_misnamed_annotations(dataset_root / ANNOTATIONS_DIR) if dataset_root else (),
         has_annotations_folder=dataset_root is None or (dataset_root / ANNOTATIONS_DIR).is_dir(),
+        listed_without_file=tuple(listed_without_file),
     )
 
 
