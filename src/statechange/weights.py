@@ -15,7 +15,6 @@ TorchScript archives are read tensor by tensor, other files with ``torch.load(we
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import zipfile
@@ -32,6 +31,7 @@ from torch import nn
 
 from statechange.checkpoint import is_checkpoint, read_checkpoint_config, read_checkpoint_tensors
 from statechange.config import OPENAI_VIT_L14_SHA256
+from statechange.download import file_sha256
 from statechange.errors import StateChangeError, first_line, listing
 
 OPENAI_VIT_L14_FILE_NAME = "ViT-L-14.pt"  # the release's file; its SHA-256 is in config
@@ -155,13 +155,10 @@ def load_efficientnet_lite0_weights(backbone: nn.Module, path: str | Path | None
 
 def check_sha256(path: Path, expected: str) -> None:
     """Raise unless the SHA-256 of ``path`` is ``expected``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 24), b""):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+    actual = file_sha256(path)
+    if actual != expected:
         raise WeightFileError(
-            f"{path} is named {path.name} but its SHA-256 is {digest.hexdigest()}, not OpenAI's {expected}: "
+            f"{path} is named {path.name} but its SHA-256 is {actual}, not OpenAI's {expected}: "
             "the download is incomplete or corrupt, so download it again (or rename the file if it is another model)."
         )
 
