@@ -116,6 +116,20 @@ def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int]) -> Iterator[
         raise VideoDecodeError(path, errors[-1] if errors else _NO_FRAMES_REASON)
 
 
+def video_header_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a usable video file (empty, unreadable, no video stream), or None when FFmpeg
+    opens it and finds a video stream. Reads only the header: how downloads tell a complete file."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return "the file is missing or empty"
+    try:
+        with _open_container(path) as container:
+            _video_stream(container, path)
+    except VideoDecodeError as error:
+        return error.reason
+    return None
+
+
 def _open_container(path: Path) -> av.container.InputContainer:
     """Open a media file for reading, turning FFmpeg's refusal into a VideoDecodeError."""
     if not path.is_file():
