@@ -250,6 +250,10 @@ def test_score_on_the_real_changeit_annotations(tmp_path, capsys):
     n_categories = len([p for p in (CHANGEIT / "annotations").iterdir() if p.is_dir()])
     assert f"{n_categories - 2} categories have no scored video" in captured.err
 
+    # without --annotations: ChangeIt's annotations built into statechange give the same numbers
+    assert main(["score", "--predictions", str(tmp_path), "--json", "--allow-missing"]) == 0
+    assert json.loads(capsys.readouterr().out) == summary
+
 
 # ----------------------------------------------------------------------------------------------
 # the same from Python, without the command line

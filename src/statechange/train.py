@@ -35,6 +35,7 @@ from statechange.data.augment import VideoAugmentation, sample_augmentation
 from statechange.data.cache import FrameCache, frame_source, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import DatasetIndex, IndexedVideo, build_index
+from statechange.download import find_cached_weights
 from statechange.errors import StateChangeError
 from statechange.evaluate import evaluate
 from statechange.factory import build_model
@@ -277,8 +278,12 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     video_weights = torch.tensor([index.weight_of(v, config.loss.relevance_temperature) for v in train_videos])
     frame_cache = FrameCache(paths.frame_cache) if paths.frame_cache is not None else None
 
-    model = build_model(config.model, len(index.categories), weights=paths.backbone_weights,
-                        seed=config.seed).to(device)
+    weights_file = paths.backbone_weights
+    if weights_file is None:
+        weights_file = find_cached_weights(config.model.backbone)
+        if weights_file is not None:
+            log.print(f"Backbone weights: {weights_file} (found in the download cache; --clip-weights to use others)")
+    model = build_model(config.model, len(index.categories), weights=weights_file, seed=config.seed).to(device)
     model.backbone.requires_grad_(config.optim.train_backbone)
     use_features = not config.optim.train_backbone and not config.augment.enabled
     optimisation = Optimisation(model, config, steps_per_epoch)

@@ -7,8 +7,13 @@ Imports nothing heavier than ``statechange.config``, so that building the parser
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from statechange.config import AUTO_PRECISION, PRECISION_CHOICES, PRECISIONS, ForwardSettings
+
+if TYPE_CHECKING:
+    from statechange.data.changeit import DatasetChoice
 
 DEVICE_HELP = "cpu, cuda or cuda:N; when not given, this process's GPU if there is one, else the CPU"
 
@@ -76,3 +81,27 @@ def forward_settings(args: argparse.Namespace, device: object) -> ForwardSetting
     from statechange.inference import resolve_precision
 
     return ForwardSettings(str(device), resolve_precision(args.precision, device), args.chunk_size)
+
+
+def add_dataset_root_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--dataset-root DIR`` and ``--dataset {auto,changeit,none}`` (ChangeIt's metadata is built in)."""
+    from statechange.data.changeit import AUTO, DATASET_CHOICES  # constants only: no numpy, no torch
+
+    parser.add_argument(
+        "--dataset-root", type=Path, default=None, metavar="DIR",
+        help="folder with annotations/, categories.csv and videos/<category>.csv; it wins over --dataset; "
+        "when not given, --dataset decides",
+    )
+    parser.add_argument(
+        "--dataset", choices=DATASET_CHOICES, default=AUTO,
+        help="without --dataset-root: 'changeit' uses ChangeIt's metadata built into statechange, 'none' no "
+        "metadata (every video trains, no relevance weights), 'auto' ChangeIt when every video folder is a "
+        "ChangeIt category, else none",
+    )
+
+
+def dataset_choice(args: argparse.Namespace) -> DatasetChoice:
+    """The dataset root that the parsed ``--dataset-root``, ``--dataset`` and ``--video-roots`` come to."""
+    from statechange.data.changeit import resolve_dataset_root
+
+    return resolve_dataset_root(getattr(args, "video_roots", None) or [], args.dataset_root, args.dataset)

@@ -6,7 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from statechange.cli._common import add_runtime_options, add_subcommand, forward_settings
+from statechange.cli._common import (
+    add_dataset_root_options,
+    add_runtime_options,
+    add_subcommand,
+    dataset_choice,
+    forward_settings,
+)
+from statechange.errors import StateChangeError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,8 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="checkpoint directory made by `statechange train` (e.g. runs/x/best)")
     parser.add_argument("--video-roots", nargs="+", required=True, type=Path, metavar="DIR",
                         help="folders holding <category>/<video_id>.<ext>")
-    parser.add_argument("--dataset-root", required=True, type=Path, metavar="DIR",
-                        help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout)")
+    add_dataset_root_options(parser)
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="frame cache made by `statechange extract`: only its lossless entries are read, other "
                         "videos are decoded, so the frames are exactly those of decoding; when not given, videos "
@@ -42,16 +48,24 @@ def run(args: argparse.Namespace) -> int:
     from statechange.inference import use_allowed_cores
 
     use_allowed_cores()
+    choice = dataset_choice(args)
+    if choice.root is None:
+        raise StateChangeError(
+            f"Evaluation needs annotations, and there is {choice.description}: pass --dataset-root DIR "
+            "(with annotations/) or --dataset changeit."
+        )
     context = distributed.setup(args.device)
     try:
         result = evaluate_checkpoint(
-            args.checkpoint, args.video_roots, args.dataset_root, forward_settings(args, context.device),
+            args.checkpoint, args.video_roots, choice.root, forward_settings(args, context.device),
             frame_cache=args.cache, predictions_out=args.predictions_out,
             progress=context.is_main and not args.no_progress,
         )
     finally:
         distributed.cleanup()
     if context.is_main:
+        if not args.json:  # stdout is the JSON object alone
+            print(f"Dataset metadata: {choice.description}")
         for key, reason in result.failed:
             print(f"skipped {key}: {reason}")
     if len(result.metrics) == 0:  # an empty table would read as a result

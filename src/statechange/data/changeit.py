@@ -4,6 +4,9 @@ The folder ``statechange/changeit`` is a copy of the ChangeIt repository's metad
 ``changeit/LICENCE``): ``annotations/<category>/<video_id>.fps1.csv`` (the 667 test videos),
 ``categories.csv`` and ``videos/<category>.csv`` (ids and relevance scores). Only the videos must be
 downloaded; ``--dataset-root`` is needed only for other datasets or another copy of ChangeIt.
+
+Importing this module is light (no numpy, no torch): the command line reads its constants while
+building its parser; the functions import the dataset index when called.
 """
 
 from __future__ import annotations
@@ -13,17 +16,6 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from statechange.data.index import (
-    ANNOTATIONS_DIR,
-    CATEGORIES_FILE,
-    RELEVANCE_DIR,
-    RELEVANCE_SUFFIX,
-    annotation_files,
-    category_folders,
-    read_categories,
-    read_relevance,
-    relevance_file,
-)
 from statechange.errors import StateChangeError
 
 CHANGEIT = "changeit"  # --dataset changeit: the built-in ChangeIt metadata
@@ -37,6 +29,8 @@ SPLITS = (SPLIT_TRAIN, SPLIT_TEST, SPLIT_ALL)
 
 def changeit_root() -> Path:
     """The folder of the built-in ChangeIt metadata (a real directory of the installed package)."""
+    from statechange.data.index import CATEGORIES_FILE
+
     folder = files("statechange").joinpath(CHANGEIT)
     if not isinstance(folder, Path) or not (folder / CATEGORIES_FILE).is_file():
         raise StateChangeError(
@@ -49,6 +43,8 @@ def changeit_root() -> Path:
 def dataset_categories(dataset_root: Path) -> list[str]:
     """The category names of a dataset root: the DIR_NAME column of its categories.csv, in file order
     (empty when it has none)."""
+    from statechange.data.index import CATEGORIES_FILE, read_categories
+
     centering, _ = read_categories(dataset_root / CATEGORIES_FILE)
     return list(centering)
 
@@ -67,6 +63,8 @@ def resolve_dataset_root(
     """Which metadata goes with ``video_roots``: an explicit ``dataset_root`` always wins; otherwise
     ``dataset`` decides: ``changeit`` (built in), ``none``, or ``auto`` (ChangeIt when every category
     folder of the video roots is a ChangeIt category, else none)."""
+    from statechange.data.index import category_folders
+
     if dataset not in DATASET_CHOICES:
         raise StateChangeError(f"Unknown dataset {dataset!r}: use one of {', '.join(DATASET_CHOICES)}.")
     if dataset_root is not None:
@@ -90,6 +88,16 @@ def listed_video_ids(dataset_root: Path, categories: Sequence[str] | None = None
                      split: str = SPLIT_ALL) -> dict[str, list[str]]:
     """category -> video ids of the dataset: the annotated ones (``test``), the others listed in
     ``videos/<category>.csv`` (``train``), or both (``all``, annotated ones first), in file order."""
+    from statechange.data.index import (
+        ANNOTATIONS_DIR,
+        CATEGORIES_FILE,
+        RELEVANCE_DIR,
+        RELEVANCE_SUFFIX,
+        annotation_files,
+        read_relevance,
+        relevance_file,
+    )
+
     if split not in SPLITS:
         raise StateChangeError(f"Unknown split {split!r}: use one of {', '.join(SPLITS)}.")
     annotated: dict[str, list[str]] = {}
