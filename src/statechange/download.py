@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from statechange import __version__
+from statechange._io import fsync_directory
 from statechange.config import OPENAI_VIT_L14_SHA256, ModelConfig
 from statechange.errors import StateChangeError
 
@@ -287,13 +288,8 @@ def _verification_problem(path: Path, sha256: str | None, check: Callable[[Path]
 
 
 def _rename_into_place(partial: Path, destination: Path) -> None:
-    os.replace(partial, destination)
-    if os.name == "posix":  # make the rename durable
-        descriptor = os.open(destination.parent, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    os.replace(partial, destination)  # the partial file is already synced
+    fsync_directory(destination.parent)
 
 
 def _network_reason(error: BaseException) -> str:

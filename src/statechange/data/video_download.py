@@ -18,6 +18,7 @@ yt-dlp is an optional dependency (``pip install 'statechange[download]'``), impo
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import time
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from statechange._io import fsync_directory, write_text
 from statechange.data.decode import video_header_problem
 from statechange.data.index import VIDEO_EXTENSIONS, video_id_of
 from statechange.errors import StateChangeError
@@ -176,18 +178,17 @@ def write_missing(path: Path, rows: Mapping[tuple[str, str], str]) -> None:
     if not rows:
         path.unlink(missing_ok=True)
         return
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(MISSING_HEADER)
-        writer.writerows([category, video_id, reason] for (category, video_id), reason in sorted(rows.items()))
-    os.replace(temporary, path)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(MISSING_HEADER)
+    writer.writerows([category, video_id, reason] for (category, video_id), reason in sorted(rows.items()))
+    write_text(path, text.getvalue())
 
 
 def _append_missing(path: Path, category: str, video_id: str, reason: str) -> None:
     new = not path.is_file()
     with path.open("a", newline="") as file:
-        writer = csv.writer(file)
+        writer = csv.writer(file, lineterminator="\n")
         if new:
             writer.writerow(MISSING_HEADER)
         writer.writerow([category, video_id, reason])
@@ -306,6 +307,7 @@ def _move_into_place(downloaded: Path, destination: Path) -> None:
         if stale != destination:
             stale.unlink(missing_ok=True)
     os.replace(downloaded, destination)
+    fsync_directory(destination.parent)
 
 
 def _existing_files(folder: Path) -> dict[str, list[Path]]:
