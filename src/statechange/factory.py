@@ -27,7 +27,8 @@ def build_model(
     elif config.backbone != TINY_BACKBONE:
         warnings.warn(
             f"Backbone {config.backbone} is randomly initialised because no weight file was given, so this is not "
-            "the paper's model; pass pretrained weights (e.g. OpenAI's ViT-L-14.pt) with --clip-weights PATH.",
+            "the paper's model; download OpenAI's weights with `statechange download --weights vit-l-14` "
+            "(found there by train) or pass a weight file with --clip-weights PATH.",
             UserWarning,
             stacklevel=2,
         )

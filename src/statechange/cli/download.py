@@ -5,17 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from statechange.data.changeit import SPLIT_ALL, SPLITS, changeit_root, listed_video_ids
-from statechange.data.video_download import (
-    DEFAULT_BACKOFF_SECONDS,
-    DEFAULT_MAX_HEIGHT,
-    DEFAULT_RETRIES,
-    DEFAULT_URL_TEMPLATE,
-    DEFAULT_WORKERS,
-    VideoDownloadOptions,
-    download_videos,
-)
-from statechange.download import CACHE_ENV, WEIGHTS, default_cache_dir, download_weights
+from statechange.cli._common import add_subcommand
+from statechange.data.changeit import SPLIT_ALL, SPLITS
+from statechange.data.video_download import VideoDownloadOptions
+from statechange.download import CACHE_ENV, WEIGHTS
 from statechange.errors import StateChangeError
 
 EXAMPLES = """examples:
@@ -27,58 +20,56 @@ EXAMPLES = """examples:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = VideoDownloadOptions()
     weights = "; ".join(f"{spec.name}: {spec.description}" for spec in WEIGHTS.values())
-    parser = subparsers.add_parser(
-        "download",
+    parser = add_subcommand(
+        subparsers, "download",
         help="download CLIP weights (--weights NAME) or ChangeIt's videos (--output DIR)",
         description=(
             "With --weights NAME: download, verify and keep backbone weights (resumable; a file that does not "
             f"verify is removed). They go to the download cache (${CACHE_ENV}, else ~/.cache/statechange) unless "
             "--output is given; `statechange train` finds them there without --clip-weights. "
-            f"Weights known: {weights}.\n\n"
+            f"Weights known: {weights}. "
             "Otherwise: download the videos listed in the dataset's videos/<category>.csv and annotations "
             "(ChangeIt's built-in metadata unless --dataset-root) with yt-dlp into OUTPUT/<category>/<id>.<ext>; "
             "re-running fetches only what is missing. Videos that are gone for good are listed in "
             "OUTPUT/missing.csv and not tried again unless --retry-missing."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--output", type=Path, default=None, metavar="DIR",
-                        help="videos: the video root to fill (required); weights: the folder (default: the cache)")
+                        help="videos: the video root to fill (required); weights: the folder to keep them in; "
+                        "when not given with --weights, the download cache")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     weights_group = parser.add_argument_group("weights")
     weights_group.add_argument("--weights", choices=list(WEIGHTS), default=None, metavar="NAME",
-                               help=f"weights to download: {', '.join(WEIGHTS)}")
+                               help=f"weights to download ({', '.join(WEIGHTS)}); when not given, videos")
     weights_group.add_argument("--url", action="append", default=None, metavar="URL",
                                help="a mirror to use instead of the known URLs (repeatable; for weights of several "
-                               "files, the folder URL ending in '/')")
+                               "files, the folder URL ending in '/'); when not given, the known URLs in order")
 
     videos = parser.add_argument_group("videos")
     videos.add_argument("--dataset-root", type=Path, default=None, metavar="DIR",
-                        help="dataset whose videos/<category>.csv and annotations list the ids "
-                        "(default: ChangeIt's metadata built into statechange)")
+                        help="dataset whose videos/<category>.csv and annotations list the ids; when not given, "
+                        "ChangeIt's metadata built into statechange")
     videos.add_argument("--categories", nargs="+", default=None, metavar="NAME",
-                        help="only these categories (default: all of the dataset)")
+                        help="only these categories; when not given, every category of the dataset")
     videos.add_argument("--split", choices=SPLITS, default=SPLIT_ALL,
-                        help="train (listed, not annotated), test (annotated) or all (default)")
-    videos.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="N",
-                        help=f"videos downloaded at once (default {DEFAULT_WORKERS})")
-    videos.add_argument("--url-template", default=DEFAULT_URL_TEMPLATE, metavar="TEMPLATE",
-                        help="where a video comes from, with {id} and optionally {category} "
-                        f"(default {DEFAULT_URL_TEMPLATE})")
-    videos.add_argument("--max-height", type=int, default=DEFAULT_MAX_HEIGHT, metavar="PIXELS",
-                        help=f"highest resolution to download (default {DEFAULT_MAX_HEIGHT}, as the authors' copies)")
+                        help="train (listed, not annotated), test (annotated) or all")
+    videos.add_argument("--workers", type=int, default=defaults.workers, metavar="N", help="videos downloaded at once")
+    videos.add_argument("--url-template", default=defaults.url_template, metavar="TEMPLATE",
+                        help="where a video comes from, with {id} and optionally {category}")
+    videos.add_argument("--max-height", type=int, default=defaults.max_height, metavar="PIXELS",
+                        help="highest resolution to download (the authors' copies are 480p)")
     videos.add_argument("--with-audio", action="store_true",
-                        help="also download the audio stream (merging needs ffmpeg); default: video only")
+                        help="also download the audio stream (merging needs ffmpeg); otherwise video only")
     videos.add_argument("--retry-missing", action="store_true",
                         help="try again the videos listed in OUTPUT/missing.csv")
-    videos.add_argument("--retries", type=int, default=DEFAULT_RETRIES, metavar="N",
-                        help=f"further attempts after a transient error (default {DEFAULT_RETRIES})")
-    videos.add_argument("--backoff", type=float, default=DEFAULT_BACKOFF_SECONDS, metavar="SECONDS",
-                        help="wait before the first retry, doubled for each next one "
-                        f"(default {DEFAULT_BACKOFF_SECONDS:g})")
+    videos.add_argument("--retries", type=int, default=defaults.retries, metavar="N",
+                        help="further attempts after a transient error")
+    videos.add_argument("--backoff", type=float, default=defaults.backoff_seconds, metavar="SECONDS",
+                        help="wait before the first retry, doubled for each next one")
     parser.set_defaults(func=run)
 
 
@@ -93,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_weights(args: argparse.Namespace) -> int:
+    from statechange.download import default_cache_dir, download_weights
+
     path = download_weights(args.weights, args.output, args.url, progress=not args.no_progress)
     in_cache = args.output is None or Path(args.output).resolve() == default_cache_dir().resolve()
     hint = "train finds them there without --clip-weights" if in_cache else f"pass --clip-weights {path}"
@@ -101,6 +94,9 @@ def run_weights(args: argparse.Namespace) -> int:
 
 
 def run_videos(args: argparse.Namespace) -> int:
+    from statechange.data.changeit import changeit_root, listed_video_ids
+    from statechange.data.video_download import download_videos
+
     if args.url is not None:
         raise StateChangeError("--url is for --weights; for videos pass --url-template with {id} (and {category}).")
     dataset_root = args.dataset_root if args.dataset_root is not None else changeit_root()

@@ -12,7 +12,8 @@ most ``max_height`` pixels high (the authors distribute 480p copies). Safe to in
 - permanent failures (404, removed, private, geo-blocked, ...) go to ``VIDEOS/missing.csv``
   (``category,id,reason``) and are skipped by later runs unless ``retry_missing``.
 
-yt-dlp is an optional dependency (``pip install 'statechange[download]'``), imported when used.
+yt-dlp is an optional dependency (``pip install 'statechange[download]'``), imported when used; so
+are PyAV and the index, so that the command line reads this module's defaults without loading them.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from statechange._io import fsync_directory, write_text
-from statechange.data.decode import video_header_problem
-from statechange.data.index import VIDEO_EXTENSIONS, video_id_of
 from statechange.errors import StateChangeError
 
 DEFAULT_URL_TEMPLATE = "https://www.youtube.com/watch?v={id}"
@@ -118,6 +117,8 @@ class VideoDownloadSummary:
 def download_videos(ids: Mapping[str, Sequence[str]], output: str | Path,
                     options: VideoDownloadOptions = VideoDownloadOptions()) -> VideoDownloadSummary:
     """Download the videos ``ids`` (category -> video ids) into ``output``; see the module docstring."""
+    from statechange.data.decode import video_header_problem
+
     _check_options(options)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
@@ -292,6 +293,8 @@ def _download_one(youtube_dl: Any, category: str, video_id: str, output: Path, o
         message = _short_message(str(error))
         permanent = classify_error(message, status if isinstance(status, int) else None)
         raise (_PermanentError(permanent) if permanent else _TransientError(message)) from None
+    from statechange.data.decode import video_header_problem
+
     downloaded = Path(info["requested_downloads"][0]["filepath"])
     problem = video_header_problem(downloaded)
     if problem is not None:
@@ -302,6 +305,8 @@ def _download_one(youtube_dl: Any, category: str, video_id: str, output: Path, o
 
 def _move_into_place(downloaded: Path, destination: Path) -> None:
     """Rename the checked file into ``<category>/``, replacing any unreadable file of the same id."""
+    from statechange.data.index import video_id_of
+
     destination.parent.mkdir(parents=True, exist_ok=True)
     for stale in _existing_files(destination.parent).get(video_id_of(destination), ()):
         if stale != destination:
@@ -312,6 +317,8 @@ def _move_into_place(downloaded: Path, destination: Path) -> None:
 
 def _existing_files(folder: Path) -> dict[str, list[Path]]:
     """video id -> its video files in ``folder``."""
+    from statechange.data.index import VIDEO_EXTENSIONS, video_id_of
+
     found: dict[str, list[Path]] = {}
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
