@@ -43,7 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from statechange import distributed
-    from statechange.errors import StateChangeError
     from statechange.evaluate import evaluate_checkpoint
     from statechange.inference import use_allowed_cores
 
