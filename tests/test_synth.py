@@ -12,7 +12,9 @@ from statechange.cli import main
 from statechange.data.decode import decode_video
 from statechange.data.index import build_index, read_annotation
 from statechange.data.synth import (
+    HARD,
     IRRELEVANT_KINDS,
+    CategoryStyle,
     SyntheticDataset,
     SyntheticVideo,
     make_synthetic_dataset,
@@ -197,3 +199,25 @@ def test_unusable_settings_are_refused_with_the_fix(tmp_path: Path, settings: di
     with pytest.raises(StateChangeError, match=fix):
         make_synthetic_dataset(tmp_path, **{**SMALL, **settings})
     assert not (tmp_path / "videos").exists()
+
+
+def test_hard_data_shares_objects_narrows_the_change_and_lengthens_backgrounds(tmp_path: Path) -> None:
+    demo = make_synthetic_dataset(tmp_path / "demo", n_categories=4, n_train_videos=0, n_test_videos=3, seed=2,
+                                  min_seconds=40, max_seconds=50, frame_size=(64, 36))
+    hard = make_synthetic_dataset(tmp_path / "hard", n_categories=4, n_train_videos=0, n_test_videos=3, seed=2,
+                                  min_seconds=40, max_seconds=50, frame_size=(64, 36), difficulty=HARD)
+    assert len({(s.shape, s.initial_colour, s.initial_texture) for s in demo.styles}) == 4
+    assert len({(s.shape, s.initial_colour, s.initial_texture) for s in hard.styles}) == 2  # pairs share an object
+    assert len({(s.change, s.tool) for s in hard.styles}) == 4  # ... told apart by the change and the tool
+
+    def change(style: CategoryStyle) -> float:
+        return float(np.linalg.norm(np.subtract(style.end_colour, style.initial_colour)))
+
+    assert max(change(s) for s in hard.styles) < 0.5 * min(change(s) for s in demo.styles)
+    assert all(s.end_texture == s.initial_texture for s in hard.styles)
+
+    def background_share(dataset: SyntheticDataset) -> float:
+        labels = np.concatenate([truth_of(dataset, video) for video in dataset.test])
+        return float(np.mean(labels == ANNOTATION_BACKGROUND))
+
+    assert background_share(hard) > background_share(demo) + 0.15

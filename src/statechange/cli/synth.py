@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="longest video length in seconds")
     parser.add_argument("--size", type=int, nargs=2, default=sizes.frame_size, metavar=("WIDTH", "HEIGHT"),
                         help="frame size of the written videos")
+    parser.add_argument("--difficulty", choices=("demo", "hard"), default="demo",
+                        help="demo: clear state changes; hard: subtle end states, categories sharing objects, long "
+                        "backgrounds (data.synth.Difficulty)")
     parser.add_argument("--workers", type=int, default=default_workers(), metavar="P",
                         help="processes rendering videos in parallel: the available CPUs, at most 4")
     parser.add_argument("--overwrite", action="store_true",
@@ -44,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from statechange.data.synth import make_synthetic_dataset
+    from statechange.data.synth import DIFFICULTIES, make_synthetic_dataset
 
     dataset = make_synthetic_dataset(
         args.output,
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
         frame_size=(args.size[0], args.size[1]),
+        difficulty=DIFFICULTIES[args.difficulty],
         workers=args.workers,
         overwrite=args.overwrite,
     )

@@ -119,6 +119,29 @@ VIDEO_STREAM, TABLE_STREAM, CUTAWAY_STREAM = 0, 1, 2  # independent random strea
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 ID_LENGTH = 11  # like YouTube ids
 
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the synthetic data looks; ``DEMO`` (the defaults) is what the demo and the tests use.
+
+    ``HARD`` (benchmarks/recipes.py, with longer videos and more irrelevant ones) moves toward
+    ChangeIt's difficulties: end states that differ from the initial state subtly (the colour moves a
+    third of the way, the surface texture stays; the change of shape remains), categories that share
+    one object (pairs like ChangeIt's apple peeling and apple cutting, told apart only by the change
+    and the tool) and long background stretches in nearly every video.
+    """
+
+    state_contrast: float = 1.0  # share of the way the end colour moves from the initial colour
+    same_texture: bool = False  # the end state keeps the initial surface texture
+    shared_objects: bool = False  # categories 2k and 2k+1 show the same object (shape, colour, texture)
+    background_p: float = BACKGROUND_STRETCH_P
+    background_weight: float = 1.0  # Dirichlet weight of a background stretch's length (each state's: 2)
+
+
+DEMO = Difficulty()
+HARD = Difficulty(state_contrast=0.35, same_texture=True, shared_objects=True, background_p=0.9, background_weight=4.0)
+DIFFICULTIES = {"demo": DEMO, "hard": HARD}
+
 # Video kinds: what a video shows.
 RELEVANT = "relevant"  # background, initial state, action, end state, background
 NOISY = "noisy"  # relevant content, but a relevance score below theta_c
@@ -232,12 +255,13 @@ class SyntheticDataset:
 # --------------------------------------------------------------------------------------------------
 
 
-def category_style(index: int) -> CategoryStyle:
+def category_style(index: int, difficulty: Difficulty = DEMO) -> CategoryStyle:
     """The look of synthetic category number ``index`` (0, 1, ...); names are unique for any index."""
-    shape, change = SHAPES[index % len(SHAPES)], CHANGES[index % len(CHANGES)]
+    thing = index // 2 if difficulty.shared_objects else index  # the object's look: shared by pairs
+    shape, change = SHAPES[thing % len(SHAPES)], CHANGES[index % len(CHANGES)]
     combos = len(SHAPES) * len(CHANGES) // math.gcd(len(SHAPES), len(CHANGES))
     suffix = "" if index < combos else str(index // combos + 1)
-    hue = (0.08 + index * GOLDEN_RATIO_CONJUGATE) % 1.0
+    hue = (0.08 + thing * GOLDEN_RATIO_CONJUGATE) % 1.0
     end_hue = (hue + 0.5) % 1.0
     end_saturation, end_value = {  # each change moves colour its own way, always far from the start
         "slicing": (0.30, 0.98),  # pale inner flesh
@@ -246,17 +270,23 @@ def category_style(index: int) -> CategoryStyle:
         "peeling": (0.45, 0.88),
     }[change]
     tool = TOOLS[index % len(TOOLS)]
+    initial_colour = _hsv(hue, 0.80, 0.90)
+    end_colour = _hsv(end_hue, end_saturation, end_value)
+    if difficulty.state_contrast != 1.0:
+        end_colour = tuple(a + difficulty.state_contrast * (b - a)
+                           for a, b in zip(initial_colour, end_colour, strict=True))
+    initial_texture = TEXTURES[thing % len(TEXTURES)]
     return CategoryStyle(
         name=f"{shape}_{change}{suffix}",
         action_name=f"{shape.capitalize()} {change.capitalize()}{suffix}",
         shape=shape,
         change=change,
-        initial_colour=_hsv(hue, 0.80, 0.90),
-        end_colour=_hsv(end_hue, end_saturation, end_value),
-        initial_texture=TEXTURES[index % len(TEXTURES)],
-        end_texture=TEXTURES[(index + 2) % len(TEXTURES)],
+        initial_colour=initial_colour,
+        end_colour=end_colour,
+        initial_texture=initial_texture,
+        end_texture=initial_texture if difficulty.same_texture else TEXTURES[(index + 2) % len(TEXTURES)],
         tool=tool,
-        tool_colour=_hsv((hue + 0.27) % 1.0, 0.85, 0.95),
+        tool_colour=_hsv((0.08 + index * GOLDEN_RATIO_CONJUGATE + 0.27) % 1.0, 0.85, 0.95),
         motion=MOTIONS[(index + index // len(MOTIONS)) % len(MOTIONS)],
     )
 
@@ -454,7 +484,8 @@ def _cutaway(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return image.astype(np.float32)
 
 
-def _segments(rng: np.random.Generator, kind: str, n_seconds: int) -> list[tuple[int, int]]:
+def _segments(rng: np.random.Generator, kind: str, n_seconds: int,
+              difficulty: Difficulty = DEMO) -> list[tuple[int, int]]:
     """The timeline as (annotation code, length in seconds) pairs summing to ``n_seconds``."""
     if kind == ONLY_BACKGROUND:
         return [(ANNOTATION_BACKGROUND, n_seconds)]
@@ -466,11 +497,11 @@ def _segments(rng: np.random.Generator, kind: str, n_seconds: int) -> list[tuple
         return [part for part in parts if part[1] > 0]
     # background before and after the change are each there in most videos, not all (some videos
     # open on the object or close on the result), so no background look is tied to one state
-    before, after = (bool(rng.random() < BACKGROUND_STRETCH_P) for _ in range(2))
+    before, after = (bool(rng.random() < difficulty.background_p) for _ in range(2))
     codes = [ANNOTATION_BACKGROUND] * before + [ANNOTATION_INITIAL_STATE, ANNOTATION_ACTION, ANNOTATION_END_STATE]
     codes += [ANNOTATION_BACKGROUND] * after
     minimum = np.array([MIN_BACKGROUND_SECONDS if c == ANNOTATION_BACKGROUND else MIN_STATE_SECONDS for c in codes])
-    share = rng.dirichlet([1.0 if c == ANNOTATION_BACKGROUND else 2.0 for c in codes])
+    share = rng.dirichlet([difficulty.background_weight if c == ANNOTATION_BACKGROUND else 2.0 for c in codes])
     extra = rng.multinomial(n_seconds - int(minimum.sum()), share)
     return list(zip(codes, (minimum + extra).tolist(), strict=True))
 
@@ -584,6 +615,7 @@ class _VideoJob:
     cutaway_seeds: tuple[tuple[int, ...], ...]  # entropy of its N_CUTAWAYS cutaways, from a shared pool
     frame_size: tuple[int, int]
     seconds: tuple[int, int]  # (min, max) length
+    difficulty: Difficulty = DEMO
 
 
 @dataclass(frozen=True)
@@ -622,7 +654,7 @@ def _make_scene(job: _VideoJob, rng: np.random.Generator) -> _Scene:
     width, height = job.frame_size
     n_seconds = int(rng.integers(job.seconds[0], job.seconds[1] + 1))
     fps = int(rng.choice(FRAME_RATES))
-    segments = _segments(rng, job.kind, n_seconds)
+    segments = _segments(rng, job.kind, n_seconds, job.difficulty)
     labels = np.repeat([code for code, _ in segments], [length for _, length in segments])  # [T]
     codes = [code for code, _ in segments]
     action = codes.index(ANNOTATION_ACTION) if ANNOTATION_ACTION in codes else None
@@ -753,6 +785,7 @@ def make_synthetic_dataset(
     max_seconds: int = _SIZES.max_seconds,
     frame_size: tuple[int, int] = _SIZES.frame_size,
     irrelevant_fraction: float = IRRELEVANT_FRACTION,
+    difficulty: Difficulty = DEMO,
     workers: int = 1,
     overwrite: bool = False,
 ) -> SyntheticDataset:
@@ -768,7 +801,7 @@ def make_synthetic_dataset(
     video_root, dataset_root, truth_root = root / VIDEO_DIR, root / DATASET_DIR, root / TRUTH_DIR
     _prepare_output(root, (video_root, dataset_root, truth_root), overwrite)
 
-    styles = [category_style(index) for index in range(n_categories)]
+    styles = [category_style(index, difficulty) for index in range(n_categories)]
     plan_rng = np.random.default_rng([seed, n_categories, n_train_videos, n_test_videos])
     ids = _video_ids(plan_rng, n_categories * (n_train_videos + n_test_videos))
     centering: dict[str, float] = {}
@@ -797,6 +830,7 @@ def make_synthetic_dataset(
                     ),
                     frame_size=frame_size,
                     seconds=(min_seconds, max_seconds),
+                    difficulty=difficulty,
                 )
             )
 
