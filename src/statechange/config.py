@@ -48,6 +48,9 @@ class ModelConfig:
     backbone: str = "vit_large_patch14_clip_quickgelu_224"  # OpenAI CLIP ViT-L/14 image tower
     hidden_sizes: tuple[int, ...] = (4096,)  # hidden layers of each head MLP (ReLU)
     image_size: int = 224
+    # The improved recipe's changes to the model (0 for both: the paper's model; see RecipeConfig):
+    context_seconds: int = 0  # the heads see each second's feature with this many neighbours on each side
+    smoothing_seconds: int = 0  # probabilities averaged over +-this many seconds before every ordering decode
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,29 @@ class AugmentConfig:
     hue_saturation_shift: tuple[int, int] = (-20, 20)
 
 
+RECIPES = ("paper", "improved")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """The training recipe: "paper" (METHOD.md exactly, the defaults) or "improved" (issue 14).
+
+    The improved recipe's model changes live in ModelConfig (so a checkpoint rebuilds them) and its
+    pseudo-label changes in PseudoLabelConfig; ``statechange.recipes.apply_recipe`` sets them all.
+    """
+
+    name: str = "paper"
+    teacher_decay: float = 0.0  # > 0: pseudo-labels from an exponential moving average of the model (a
+    #                             "teacher") updated with this decay after every step; 0: from the model itself
+
+
+# The improved recipe's values (benchmarks/recipes.py measures each on synthetic data, docs/benchmarks.md).
+IMPROVED_TEACHER_DECAY = 0.99
+IMPROVED_CONTEXT_SECONDS = 0
+IMPROVED_SMOOTHING_SECONDS = 2
+IMPROVED_FRAMES_PER_TARGET = 3
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Sizes of a synthetic dataset (``statechange synth``): not the method's, they only shape test data."""
@@ -131,6 +157,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     seed: int = 0
     precision: str = "fp32"  # "fp32" or "bf16" (autocast on the forward passes)
 

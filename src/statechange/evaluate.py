@@ -28,17 +28,19 @@ from statechange.data.index import IndexedVideo, build_index, read_annotation
 from statechange.data.prefetch import prefetched
 from statechange.errors import StateChangeError
 from statechange.features import FeatureStore
-from statechange.inference import frames_config_of, ready_for_inference, video_logits
+from statechange.inference import frames_config_of, ready_for_inference, recipe_of, video_logits
 from statechange.labels import category_probabilities
 from statechange.metrics import MetricsAccumulator
 from statechange.model import StateChangeModel
 from statechange.predictions import prediction_path, write_predictions
+from statechange.recipes import describe_recipe
 
 
 @dataclass
 class EvaluationResult:
     metrics: MetricsAccumulator
     failed: list[tuple[str, str]] = field(default_factory=list)  # (video key, reason), all ranks
+    recipe: str | None = None  # the evaluated checkpoint's training recipe, described (evaluate_checkpoint)
 
 
 VideoInputs = torch.Tensor | np.ndarray  # stored features float32 [T, F], or frames uint8 [T, H, W, 3]
@@ -106,7 +108,8 @@ def evaluate(
             failed.append((video.key, inputs.reason))
             continue
         state, action = logits_of(model, inputs, settings)
-        initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index))
+        initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index,
+                                                                           model.config.smoothing_seconds))
         local.add_video(initial, act, end, read_annotation(video.annotation), video.category, video.key)
         if predictions_out is not None:
             write_predictions(prediction_path(predictions_out, video.category, video.video_id), initial, act, end)
@@ -150,9 +153,11 @@ def evaluate_checkpoint(
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
     frames_config = frames_config_of(loaded)
     model = ready_for_inference(loaded.model, settings.device)
-    return evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
-                    frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,
-                    progress=progress)
+    result = evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
+                      frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,
+                      progress=progress)
+    result.recipe = describe_recipe(recipe_of(loaded), loaded.model)
+    return result
 
 
 def chance_metrics(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, float]:

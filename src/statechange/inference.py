@@ -19,7 +19,15 @@ import numpy as np
 import torch
 
 from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
-from statechange.config import AUTO_PRECISION, PRECISION_CHOICES, PRECISIONS, ForwardSettings, FrameConfig, from_dict
+from statechange.config import (
+    AUTO_PRECISION,
+    PRECISION_CHOICES,
+    PRECISIONS,
+    ForwardSettings,
+    FrameConfig,
+    RecipeConfig,
+    from_dict,
+)
 from statechange.data.cache import SpooledFrames
 from statechange.data.crop import center_crop
 from statechange.data.decode import iter_frame_chunks
@@ -287,10 +295,11 @@ class StateChangePredictor:
     """A trained model ready to predict videos: ``load_model(path).predict(video, category)``."""
 
     def __init__(self, model: StateChangeModel, categories: list[str], settings: ForwardSettings,
-                 frames: FrameConfig = FrameConfig()) -> None:
+                 frames: FrameConfig = FrameConfig(), recipe: RecipeConfig = RecipeConfig()) -> None:
         self.model = ready_for_inference(model, settings.device)
         self.categories = list(categories)
         self.settings, self.frames = settings, frames
+        self.recipe = recipe  # the training recipe, for display; its test-time smoothing is in model.config
 
     def category_index(self, category: str) -> int:
         if category not in self.categories:
@@ -324,7 +333,7 @@ class StateChangePredictor:
                 raise StateChangeError(f"Video {name} has no frames.")
             state = torch.cat([s for s, _ in logits])  # [T, 2N+1]
             action = torch.cat([a for _, a in logits])  # [T, N+1]
-            initial, act, end = category_probabilities(state, action, index)
+            initial, act, end = category_probabilities(state, action, index, self.model.config.smoothing_seconds)
             triplet = best_triplet(initial, act, end, max_distance=max_distance).tolist()
             triplet = None if triplet[0] < 0 else tuple(triplet)
             pictures = None if triplet is None else [
@@ -357,7 +366,13 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
     frames = frames_config_of(checkpoint)
     settings = ForwardSettings(device=str(device), precision=resolve_precision(precision, device),
                                chunk_size=chunk_size, crop=frames.crop)
-    return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames)
+    return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames, recipe_of(checkpoint))
+
+
+def recipe_of(checkpoint: LoadedCheckpoint) -> RecipeConfig:
+    """The training recipe of a checkpoint ("paper" for checkpoints made before recipes existed)."""
+    train_config = checkpoint.metadata.get("train_config") or {}
+    return from_dict(RecipeConfig, train_config["recipe"]) if "recipe" in train_config else RecipeConfig()
 
 
 def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:

@@ -44,6 +44,7 @@ from statechange.inference import autocast, prepare_frames, video_logits
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
+from statechange.recipes import EmaTeacher, describe_recipe
 from statechange.targets import PseudoLabels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
@@ -241,6 +242,7 @@ class _Run:
     video_weights: torch.Tensor  # [V] noise-adaptive weight of each training video
     frame_cache: FrameCache | None
     model: StateChangeModel
+    teacher: EmaTeacher | None  # the improved recipe: pseudo-labels from an EMA of the model
     optimisation: Optimisation
     use_features: bool  # frozen backbone and no augmentation: the heads train on stored features
     feature_store: FeatureStore | None
@@ -287,9 +289,10 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     model.backbone.requires_grad_(config.optim.train_backbone)
     use_features = not config.optim.train_backbone and not config.augment.enabled
     optimisation = Optimisation(model, config, steps_per_epoch)
+    teacher = EmaTeacher(model, config.recipe.teacher_decay) if config.recipe.teacher_decay > 0 else None
     start_epoch, best_precision = 1, -math.inf
     if options.resume:
-        start_epoch, best_precision = _resume(paths.output / LAST, model, optimisation, config, index, log)
+        start_epoch, best_precision = _resume(paths.output / LAST, model, optimisation, teacher, config, index, log)
 
     feature_store = None
     if use_features:  # features once, when the backbone is frozen and frames are not augmented
@@ -310,6 +313,7 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
+    log.print(describe_recipe(config.recipe, model))
     log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
               f"process(es) x {batch_size} videos x {accumulate} accumulated = {world_size * batch_size * accumulate} "
               f"videos per step, {steps_per_epoch} steps per epoch, "
@@ -317,8 +321,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     last_epoch = config.optim.n_epochs if options.stop_after_epoch is None else min(
         config.optim.n_epochs, options.stop_after_epoch)
     return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
-                frame_cache, model, optimisation, use_features, feature_store, step_module, sampler, loader,
-                steps_per_epoch, start_epoch, last_epoch, best_precision, set())
+                frame_cache, model, teacher, optimisation, use_features, feature_store, step_module, sampler,
+                loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -376,7 +380,8 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
                 continue
             augmentation = _augmentation(config, epoch, item.position) if not run.use_features else None
             try:
-                prepared.append(_pseudo_labelled_inputs(run.model, item, video, augmentation,
+                labeller = run.teacher.model if run.teacher is not None else run.model
+                prepared.append(_pseudo_labelled_inputs(labeller, item, video, augmentation,
                                                         len(run.index.categories), config, run.forward))
             except _NonFiniteError:
                 _diverged(epoch, run.paths.output)
@@ -428,7 +433,7 @@ def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
         run.best_precision = precision_now
         save_checkpoint(output / BEST, run.model, categories, metadata)
     save_checkpoint(output / LAST, run.model, categories, metadata,
-                    _training_state(record, run.optimisation, run.best_precision))
+                    _training_state(record, run.optimisation, run.teacher, run.best_precision))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -469,7 +474,8 @@ def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: Indexed
     _training_mode(model, config.optim.train_backbone)
     if not (torch.isfinite(state_logits).all() and torch.isfinite(action_logits).all()):
         raise _NonFiniteError(video.key)
-    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
+    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index,
+                                                  model.config.smoothing_seconds)
     triplet = best_triplet(initial, action, end, max_distance=config.pseudo_labels.max_distance).cpu()
     labels = pseudo_labels(triplet, video.category_index, n_categories, item.n_frames, config.pseudo_labels)
     if item.features is not None:
@@ -569,6 +575,8 @@ def _optimiser_step(run: _Run, group: list[_MicroBatchLosses]) -> _StepLosses:
     parameters = [p for p in run.model.parameters() if p.grad is not None]
     grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in parameters])).item()
     run.optimisation.step()
+    if run.teacher is not None:
+        run.teacher.update(run.model)
     return _StepLosses(losses[0].item(), losses[1].item(), losses[2].item(), grad_norm, n_videos)
 
 
@@ -621,18 +629,22 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
     distributed.barrier()
 
 
-def _training_state(record: dict[str, Any], optimisation: Optimisation, best_precision: float) -> dict[str, Any]:
-    return {
+def _training_state(record: dict[str, Any], optimisation: Optimisation, teacher: EmaTeacher | None,
+                    best_precision: float) -> dict[str, Any]:
+    state = {
         "epoch": record["epoch"],
         **optimisation.state_dict(),  # "optimizers", "schedulers"
         "best_state_precision": best_precision,
         "torch_rng": torch.get_rng_state(),
         "log_record": record,  # the epoch's log line, restored on --resume if a kill cut it off
     }
+    if teacher is not None:
+        state["teacher"] = teacher.state_dict()
+    return state
 
 
-def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, config: TrainConfig,
-            index: DatasetIndex, log: _Logger) -> tuple[int, float]:
+def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, teacher: EmaTeacher | None,
+            config: TrainConfig, index: DatasetIndex, log: _Logger) -> tuple[int, float]:
     """Load the last checkpoint's weights and training state; returns (first epoch to run, best precision)."""
     if find_checkpoint(directory) is None:
         log.print(f"--resume: no checkpoint at {directory} yet, starting from scratch")
@@ -657,8 +669,14 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
     if saved and saved.get("optim", {}).get("n_epochs") != config.optim.n_epochs:
         log.print(f"--resume: continuing to {config.optim.n_epochs} epochs (the run was started for "
                   f"{saved.get('optim', {}).get('n_epochs')})")
+    if (teacher is not None) != ("teacher" in state):
+        saved_recipe = saved.get("recipe", {}).get("name", "paper")
+        raise StateChangeError(f"{directory} was trained with --recipe {saved_recipe}, not {config.recipe.name}: "
+                               f"resume with --recipe {saved_recipe} or use another --output.")
     model.load_state_dict(checkpoint.model.state_dict())
     optimisation.load_state_dict(state)
+    if teacher is not None:
+        teacher.load_state_dict(state["teacher"])
     torch.set_rng_state(state["torch_rng"])
     log.restore(int(state["epoch"]), state.get("log_record"))
     log.print(f"resumed from {checkpoint.path} after epoch {state['epoch']}")

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if context.is_main:
         if args.json:
-            print(json.dumps(result.metrics.summary(), indent=2))
+            print(json.dumps({"recipe": result.recipe, **result.metrics.summary()}, indent=2))
         else:
+            print(f"{args.checkpoint}: {result.recipe}")
             print(result.metrics.format_table())
     return 0

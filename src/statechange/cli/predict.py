@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     use_allowed_cores()
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
     predictor.category_index(args.category)  # unknown category: fail before any work
+    from statechange.recipes import describe_recipe
+
+    print(f"{args.checkpoint}: {describe_recipe(predictor.recipe, predictor.model)}")
     failed = 0
     for video in tqdm(videos, desc="predict", unit="video", disable=args.no_progress or len(videos) < 2,
                       file=sys.stderr):

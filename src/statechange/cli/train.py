@@ -8,6 +8,7 @@ from pathlib import Path
 
 from statechange.cli._common import add_dataset_root_options, add_runtime_options, add_subcommand, dataset_choice
 from statechange.config import (
+    RECIPES,
     AugmentConfig,
     LossConfig,
     ModelConfig,
@@ -58,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="hidden layers of each head")
 
     opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--recipe", choices=RECIPES, default="paper",
+                     help="paper: METHOD.md exactly (default); improved: pseudo-labels from an EMA teacher and "
+                     "probabilities smoothed over seconds before every decode (docs/benchmarks.md)")
     opt.add_argument("--train-backbone", action="store_true", help="fine-tune the backbone end to end (AdamW)")
     opt.add_argument("--augment", action="store_true", help="augment every video (one transform per video)")
     opt.add_argument("--n-epochs", type=int, default=optim.n_epochs, help="training epochs")
@@ -92,8 +96,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from statechange.recipes import apply_recipe
+
     default = TrainConfig()
-    return replace(
+    return apply_recipe(replace(
         default,
         model=ModelConfig(backbone=args.backbone, hidden_sizes=tuple(args.hidden_sizes)),
         pseudo_labels=PseudoLabelConfig(max_distance=args.max_distance, n_frames_per_target=args.n_frames_per_gt,
@@ -107,7 +113,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         augment=replace(AugmentConfig(), enabled=args.augment),
         seed=args.seed,
         precision=args.precision,
-    )
+    ), args.recipe)
 
 
 def run_train(args: argparse.Namespace) -> int:

