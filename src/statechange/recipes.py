@@ -1,8 +1,8 @@
 """Training recipes: ``paper`` (METHOD.md exactly, the default) and ``improved`` (issue 14).
 
 The improved recipe keeps the method (the ordering decode, the 15 pseudo-labelled frames, the loss,
-the optimisers) and changes what was measured to help on hard synthetic data (benchmarks/recipes.py,
-docs/benchmarks.md), each a setting that is off in the paper recipe:
+the optimisers, the model's architecture) and adds two pieces, each a setting that is off in the paper
+recipe (benchmarks/recipes.py measures them; docs/benchmarks.md says what was measured):
 
 - pseudo-labels from a *teacher*, an exponential moving average of the model's weights
   (``RecipeConfig.teacher_decay``; Tarvainen & Valpola, "Mean teachers", 2017): a decode that
@@ -21,8 +21,6 @@ from dataclasses import replace
 import torch
 
 from statechange.config import (
-    IMPROVED_CONTEXT_SECONDS,
-    IMPROVED_FRAMES_PER_TARGET,
     IMPROVED_SMOOTHING_SECONDS,
     IMPROVED_TEACHER_DECAY,
     RECIPES,
@@ -41,9 +39,7 @@ def apply_recipe(config: TrainConfig, name: str) -> TrainConfig:
         return config
     return replace(
         config,
-        model=replace(config.model, context_seconds=IMPROVED_CONTEXT_SECONDS,
-                      smoothing_seconds=IMPROVED_SMOOTHING_SECONDS),
-        pseudo_labels=replace(config.pseudo_labels, n_frames_per_target=IMPROVED_FRAMES_PER_TARGET),
+        model=replace(config.model, smoothing_seconds=IMPROVED_SMOOTHING_SECONDS),
         recipe=RecipeConfig(name="improved", teacher_decay=IMPROVED_TEACHER_DECAY),
     )
 
@@ -53,8 +49,6 @@ def describe_recipe(recipe: RecipeConfig, model: StateChangeModel) -> str:
     parts = []
     if recipe.teacher_decay > 0:
         parts.append(f"EMA teacher {recipe.teacher_decay:g}")
-    if model.config.context_seconds > 0:
-        parts.append(f"heads see +-{model.config.context_seconds} s")
     if model.config.smoothing_seconds > 0:
         parts.append(f"probabilities smoothed over +-{model.config.smoothing_seconds} s")
     return f"recipe: {recipe.name}" + (f" ({', '.join(parts)})" if parts else "")
