@@ -58,11 +58,12 @@ HARD_VIDEOS = {"min_seconds": 40, "max_seconds": 90, "irrelevant_fraction": 0.4}
 
 
 def _with_teacher(config: TrainConfig, decay: float) -> TrainConfig:
-    return replace(config, recipe=replace(config.recipe, teacher_decay=decay))
+    return replace(config, recipe=replace(config.recipe, name="paper+teacher", teacher_decay=decay))
 
 
 def _with_smoothing(config: TrainConfig, seconds: int) -> TrainConfig:
-    return replace(config, model=replace(config.model, smoothing_seconds=seconds))
+    return replace(config, model=replace(config.model, smoothing_seconds=seconds),
+                   recipe=replace(config.recipe, name="paper+smoothing"))
 
 
 def _with_frames_per_target(config: TrainConfig, n: int) -> TrainConfig:
