@@ -21,8 +21,8 @@ from statechange.cli import main
 from statechange.config import ModelConfig, TrainConfig
 from statechange.data.index import build_index
 from statechange.errors import StateChangeError
+from statechange.factory import build_model
 from statechange.inference import load_model
-from statechange.model import build_model
 from statechange.ordering import smooth_over_time
 from statechange.recipes import EmaTeacher, apply_recipe
 
