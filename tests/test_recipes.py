@@ -28,7 +28,7 @@ from statechange.recipes import EmaTeacher, apply_recipe
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # main just before recipes existed: its `statechange train` is the paper's training this change must keep.
-PRE_RECIPE_COMMIT = "23226195eee36b5601ba71f7a32eec353fc1aa7b"
+PRE_RECIPE_COMMIT = "69e48f66b44fc435510579e2feaaac1badcc626d"
 
 
 def train_arguments(dataset: Path, output: Path, *extra: str) -> list[str]:
