@@ -3,6 +3,7 @@ end to end on real encoded synthetic videos with a small checkpoint trained in t
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -105,6 +106,87 @@ def test_predict_a_folder_means_every_video_in_it(checkpoint, test_video, tmp_pa
     assert main(["predict", "--checkpoint", str(checkpoint), "--category", test_video.category, str(folder),
                  "--output", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 0
     assert sorted(p.name for p in (tmp_path / "out" / test_video.category).glob("*.csv")) == ["a.csv", "b.csv"]
+
+
+def test_predict_auto_ranks_every_category_from_one_pass_and_keeps_the_best(checkpoint, test_video, tmp_path):
+    predictor = load_model(checkpoint, device="cpu")
+    auto = predictor.predict(test_video.path)  # category=None: choose
+    ranking = auto.category_ranking
+    assert sorted(name for name, _ in ranking) == sorted(predictor.categories)
+    assert [score for _, score in ranking] == sorted((score for _, score in ranking), reverse=True)
+    assert auto.category == ranking[0][0] and auto.triplet_score == ranking[0][1]
+    for name, score in ranking:  # each score is that category's own best triplet, as a named prediction finds it
+        named = predictor.predict(test_video.path, name)
+        assert named.triplet_score == pytest.approx(score, abs=1e-6)
+        values = [named.initial_state[named.triplet[0]], named.action[named.triplet[1]],
+                  named.end_state[named.triplet[2]]]
+        assert score == pytest.approx(float(np.prod(values)) ** (1 / 3), abs=1e-6)
+    chosen = predictor.predict(test_video.path, auto.category)
+    np.testing.assert_array_equal(chosen.action, auto.action)
+    assert chosen.triplet == auto.triplet and chosen.category_ranking is None
+
+    output = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--category", "auto", str(test_video.path),
+                 "--output", str(output), "--device", "cpu"]) == 0
+    summary = json.loads((output / auto.category / f"{test_video.video_id}.json").read_text())
+    assert summary["category"] == auto.category
+    assert [entry["category"] for entry in summary["category_ranking"]] == [name for name, _ in ranking]
+    assert summary["triplet_score"] == pytest.approx(auto.triplet_score, abs=1e-6)
+
+
+def _tree(root: Path, videos) -> Path:
+    """A <category>/<video> tree of copies of ``videos``."""
+    for video in videos:
+        (root / video.category).mkdir(parents=True, exist_ok=True)
+        shutil.copy(video.path, root / video.category / video.path.name)
+    return root
+
+
+def test_predict_a_category_tree_takes_folder_categories_writes_a_summary_and_skips_existing(
+        checkpoint, tiny_dataset, tmp_path, capsys):
+    index = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset")
+    videos = [next(v for v in index.test if v.category == c) for c in sorted({v.category for v in index.test})]
+    tree, output = _tree(tmp_path / "tree", videos), tmp_path / "out"
+    command = ["predict", "--checkpoint", str(checkpoint), str(tree), "--output", str(output), "--device", "cpu",
+               "--no-progress"]
+    assert main(command) == 0
+    rows = list(csv.DictReader((output / "summary.csv").open()))
+    assert [(row["category"], Path(row["video"]).name) for row in rows] == [(v.category, v.path.name) for v in videos]
+    for row, video in zip(rows, videos, strict=True):
+        summary = json.loads((output / video.category / f"{video.video_id}.json").read_text())
+        assert int(row["action_second"]) == summary["constrained"]["action"]["second"]
+        assert float(row["triplet_score"]) == summary["triplet_score"]
+        assert row["no_clear_change"] == str(int(summary["triplet_score"] < summary["no_change_threshold"]))
+    written = {p: p.stat().st_mtime_ns for p in output.glob("*/*.*")}
+    capsys.readouterr()
+
+    assert main([*command, "--skip-existing"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in output.glob("*/*.*")} == written  # nothing predicted again
+    assert capsys.readouterr().err.count("skipped") == len(videos)
+    assert list(csv.DictReader((output / "summary.csv").open())) == rows
+
+
+def test_no_clear_change_flag_follows_the_threshold(checkpoint, test_video, tmp_path):
+    output = tmp_path / "out"
+    base = ["predict", "--checkpoint", str(checkpoint), "--category", test_video.category, str(test_video.path),
+            "--output", str(output), "--device", "cpu"]
+    summary_path = output / test_video.category / f"{test_video.video_id}.json"
+    assert main([*base, "--no-change-threshold", "1.0"]) == 0
+    assert json.loads(summary_path.read_text())["no_clear_change"] is True
+    assert main([*base, "--no-change-threshold", "0.0"]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["no_clear_change"] is False and summary["no_change_threshold"] == 0.0
+
+
+def test_videos_in_a_folder_that_names_no_category_need_category(checkpoint, test_video, tmp_path, capsys):
+    folder = tmp_path / "holiday"
+    folder.mkdir()
+    shutil.copy(test_video.path, folder / test_video.path.name)
+    assert main(["predict", "--checkpoint", str(checkpoint), str(folder), "--output", str(tmp_path / "out"),
+                 "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert test_video.path.name in error
+    assert "--category auto" in error and not (tmp_path / "out").exists()
 
 
 def test_user_errors_get_one_sentence_naming_the_fix(checkpoint, test_video, tmp_path, capsys):

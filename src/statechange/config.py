@@ -166,6 +166,11 @@ PRECISION_CHOICES = (AUTO_PRECISION, *PRECISIONS)  # what users may ask for
 # Measured bound on |P_bf16 - P_fp32| of any per-second probability (docs/benchmarks.md, "bf16 deviation").
 BF16_PROBABILITY_TOLERANCE = 0.05
 
+# Prediction only (not a paper setting): a triplet score (geometric mean of the chosen seconds'
+# initial-state, action and end-state probabilities) below this flags "no clear state change".
+# Calibrated on synthetic videos without a change (benchmarks/category_auto.py, docs/benchmarks.md).
+NO_CHANGE_THRESHOLD = 0.5
+
 
 @dataclass(frozen=True)
 class ForwardSettings:

@@ -21,6 +21,7 @@ import torch
 from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
 from statechange.config import (
     AUTO_PRECISION,
+    NO_CHANGE_THRESHOLD,
     PRECISION_CHOICES,
     PRECISIONS,
     ForwardSettings,
@@ -260,6 +261,13 @@ class Prediction:
     end_state: np.ndarray  # float32 [T]: P(end state) per second
     triplet: tuple[int, int, int] | None  # constrained best (initial, action, end) seconds; None if T < 3
     triplet_frames: list[np.ndarray] | None = None  # uint8 [H, W, 3] frames at the triplet's seconds (the picture)
+    category_ranking: list[tuple[str, float]] | None = None  # (category, triplet score), best first; auto only
+    no_change_threshold: float = NO_CHANGE_THRESHOLD
+
+    @property
+    def no_clear_change(self) -> bool:
+        """True when the triplet score is below the threshold (or the video is too short for a triplet)."""
+        return self.triplet_score is None or self.triplet_score < self.no_change_threshold
 
     @property
     def duration(self) -> int:
@@ -279,10 +287,17 @@ class Prediction:
             return {"second": second, "probability": round(float(curves[name][second]), 6)}
 
         names = tuple(curves)
+        ranking = None if self.category_ranking is None else [
+            {"category": name, "score": round(score, 6)} for name, score in self.category_ranking
+        ]
         return {
             "video": self.video,
             "category": self.category,
+            **({} if ranking is None else {"category_ranking": ranking}),
             "duration_seconds": self.duration,
+            "triplet_score": None if self.triplet_score is None else round(self.triplet_score, 6),
+            "no_clear_change": self.no_clear_change,
+            "no_change_threshold": self.no_change_threshold,
             "constrained": None if self.triplet is None else {
                 name: point(name, second) for name, second in zip(names, self.triplet, strict=True)
             },
@@ -309,15 +324,20 @@ class StateChangePredictor:
         return self.categories.index(category)
 
     @torch.no_grad()
-    def predict(self, video: str | Path | Frames, category: str, max_distance: int | None = None) -> Prediction:
+    def predict(self, video: str | Path | Frames, category: str | None = None, max_distance: int | None = None,
+                no_change_threshold: float = NO_CHANGE_THRESHOLD) -> Prediction:
         """Predict a video file or uint8 frames [T, H, W, 3].
 
+        ``category`` None (or "auto") ranks every category of the model by its best triplet score,
+        from the same forward pass, and keeps the best.
         A file is decoded once, at 1 fps, in chunks that a background thread decodes while the model
         runs on the previous one; every second is kept as a JPEG in a temporary file so that the
         picture's frames need no second decode. ``max_distance`` limits the seconds between state
         and action in the triplet (None: no limit, as evaluation does).
         """
-        index = self.category_index(category)
+        auto = category is None or category == AUTO_CATEGORY
+        if not auto:
+            self.category_index(category)
         if isinstance(video, str | Path):
             path = Path(video)
             if not path.is_file():
@@ -333,8 +353,12 @@ class StateChangePredictor:
                 raise StateChangeError(f"Video {name} has no frames.")
             state = torch.cat([s for s, _ in logits])  # [T, 2N+1]
             action = torch.cat([a for _, a in logits])  # [T, N+1]
-            initial, act, end = category_probabilities(state, action, index, self.model.config.smoothing_seconds)
-            triplet = best_triplet(initial, act, end, max_distance=max_distance).tolist()
+            candidates = list(range(len(self.categories))) if auto else [self.category_index(category)]
+            ranked, initial, act, end, triplets, scores = rank_categories(
+                state, action, candidates, max_distance, self.model.config.smoothing_seconds)
+            best = 0  # ranked best first
+            ranking = [(self.categories[c], float(s)) for c, s in zip(ranked, scores.tolist(), strict=True)]
+            triplet = triplets[best].tolist()
             triplet = None if triplet[0] < 0 else tuple(triplet)
             pictures = None if triplet is None else [
                 np.asarray(kept[second] if kept is not None else video[second]) for second in triplet]
@@ -343,8 +367,10 @@ class StateChangePredictor:
                 chunks.close()  # stops the decoding thread before its file goes
                 kept.close()
         return Prediction(
-            video=name, category=category, initial_state=initial.cpu().numpy(), action=act.cpu().numpy(),
-            end_state=end.cpu().numpy(), triplet=triplet, triplet_frames=pictures,
+            video=name, category=ranking[best][0], initial_state=initial[best].cpu().numpy(),
+            action=act[best].cpu().numpy(), end_state=end[best].cpu().numpy(), triplet=triplet,
+            triplet_frames=pictures, triplet_score=None if triplet is None else ranking[best][1],
+            category_ranking=ranking if auto else None, no_change_threshold=no_change_threshold,
         )
 
 
@@ -353,6 +379,43 @@ def _kept_while_decoded(chunks: Iterator[np.ndarray], kept: SpooledFrames) -> It
     for chunk in chunks:
         kept.extend(chunk)
         yield chunk
+
+
+AUTO_CATEGORY = "auto"  # the category name that asks predict to choose the category
+
+
+def triplet_scores(initial: torch.Tensor, action: torch.Tensor, end: torch.Tensor,
+                   triplets: torch.Tensor) -> torch.Tensor:
+    """Geometric mean of the three probabilities at each triplet: [B, T] x3 and [B, 3] -> [B] in [0, 1].
+
+    0 where a video is too short for a triplet (a row of -1).
+    """
+    index = triplets.clamp(min=0)
+    chosen = torch.stack([curve.gather(1, index[:, column : column + 1]).squeeze(1)
+                          for column, curve in enumerate((initial, action, end))], dim=1)  # [B, 3]
+    score = chosen.clamp(min=0).prod(dim=1).pow(1.0 / 3.0)
+    return torch.where(triplets[:, 0] >= 0, score, torch.zeros_like(score))
+
+
+def rank_categories(
+    state: torch.Tensor, action: torch.Tensor, candidates: list[int], max_distance: int | None,
+    smoothing_seconds: int = 0,
+) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every candidate category's curves and best triplet from one video's logits, best score first.
+
+    state [T, 2N+1] and action [T, N+1] logits; candidates: category indices. Returns the candidates
+    sorted by score (stable: ties keep the given order) with, in that order, initial, action, end [C, T],
+    triplets [C, 3] and scores [C].
+    """
+    index = torch.tensor(candidates, device=state.device)
+    initial, act, end = category_probabilities(state.expand(len(candidates), -1, -1),
+                                               action.expand(len(candidates), -1, -1), index,
+                                               smoothing_seconds)  # [C, T] each
+    triplets = best_triplet(initial, act, end, max_distance=max_distance)  # [C, 3], one batched decode
+    scores = triplet_scores(initial, act, end, triplets)  # [C]
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ranked = [candidates[i] for i in order.tolist()]
+    return ranked, initial[order], act[order], end[order], triplets[order], scores[order]
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None, precision: str = AUTO_PRECISION,

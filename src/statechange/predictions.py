@@ -12,8 +12,12 @@ decimal that reads back as the same float32, so scoring a file equals scoring th
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +28,10 @@ from statechange.metrics import MetricsAccumulator
 
 HEADER = ("second", "initial_state", "action", "end_state")
 SUFFIX = ".csv"
+SUMMARY_FILE = "summary.csv"  # <OUTPUT>/summary.csv of a predict batch: one row per video
+CURVE_NAMES = HEADER[1:]
+SUMMARY_HEADER = ("video", "category", *(f"{n}_second" for n in CURVE_NAMES),
+                  *(f"{n}_probability" for n in CURVE_NAMES), "triplet_score", "no_clear_change")
 
 Predictions = tuple[np.ndarray, np.ndarray, np.ndarray]  # (initial, action, end), float32 [T] each
 
@@ -60,6 +68,27 @@ def write_predictions(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_summary(path: str | Path, summaries: Sequence[dict[str, Any]]) -> Path:
+    """Write a batch's summary CSV (``SUMMARY_HEADER``), one row per ``Prediction.summary()``; empty
+    cells where a video is too short for a triplet. Written atomically; returns the path."""
+    from statechange._io import write_text
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(SUMMARY_HEADER)
+    for summary in summaries:
+        points = summary["constrained"] or {}
+        seconds = [points[n]["second"] if n in points else "" for n in CURVE_NAMES]
+        probabilities = [points[n]["probability"] if n in points else "" for n in CURVE_NAMES]
+        score = "" if summary["triplet_score"] is None else summary["triplet_score"]
+        writer.writerow([summary["video"], summary["category"], *seconds, *probabilities, score,
+                         int(summary["no_clear_change"])])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, text.getvalue())
     return path
 
 

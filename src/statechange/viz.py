@@ -56,7 +56,8 @@ def plot_prediction(prediction: Prediction, images: Sequence[np.ndarray] | None,
     timeline.set_xlabel("time (s)")
     timeline.set_ylabel("probability")
     timeline.legend(loc="upper right", ncols=3, fontsize=9)
-    figure.suptitle(title or f"{Path(prediction.video).name} - {prediction.category}", fontsize=13)
+    figure.suptitle(title or f"{Path(prediction.video).name} - {prediction.category}{_sureness(prediction)}",
+                    fontsize=13, color="tab:red" if prediction.no_clear_change else "black")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=FIGURE_DPI)
@@ -75,6 +76,14 @@ def save_prediction(prediction: Prediction, output: str | Path, video_id: str) -
                                  prediction.initial_state, prediction.action, prediction.end_state)
     csv_path.with_suffix(".json").write_text(json.dumps(prediction.summary(), indent=2) + "\n")
     return csv_path, plot_prediction(prediction, prediction.triplet_frames, csv_path.with_suffix(".png"))
+
+
+def _sureness(prediction: Prediction) -> str:
+    """The title's note on the triplet score: the score, and the flag when it is below the threshold."""
+    if prediction.triplet_score is None:
+        return ""
+    flag = " - NO CLEAR STATE CHANGE" if prediction.no_clear_change else ""
+    return f"  (triplet score {prediction.triplet_score:.2f}{flag})"
 
 
 def _clock(second: int) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from statechange.cli._common import add_runtime_options, add_subcommand
-from statechange.config import AUTO_PRECISION
+from statechange.config import AUTO_PRECISION, NO_CHANGE_THRESHOLD
+
+AUTO = "auto"  # inference.AUTO_CATEGORY (not imported: the CLI loads no torch to parse)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,11 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
                         help="checkpoint directory made by `statechange train`")
-    parser.add_argument("--category", required=True, help="the category of the videos (a name the model knows)")
+    parser.add_argument("--category", default=None, metavar="NAME",
+                        help="the category of every video (a name the model knows), or 'auto' to rank the model's "
+                        "categories per video and keep the best; default: the name of the folder holding each video")
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
-                        help="video files, or folders (every video in them)")
+                        help="video files, folders of videos, or <category>/<video> trees (every video in them)")
     parser.add_argument("--output", type=Path, default=Path("predictions"), metavar="DIR",
-                        help="where to write the files")
+                        help="where to write the files (and summary.csv, one row per video)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="skip videos whose outputs exist (their row still goes into summary.csv)")
+    parser.add_argument("--no-change-threshold", type=float, default=NO_CHANGE_THRESHOLD, metavar="SCORE",
+                        help="flag 'no clear state change' when the triplet score (geometric mean of the three "
+                        "chosen probabilities) is below this; calibrated on synthetic videos without a change")
     add_runtime_options(parser, precision_default=AUTO_PRECISION)
     parser.set_defaults(func=run)
 
@@ -33,33 +43,67 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from statechange.data.decode import VideoDecodeError
-    from statechange.data.index import VideoFile, expand_videos, unique_by_key, video_id_of
+    from statechange.data.index import expand_video_tree, unique_by_key
     from statechange.inference import load_model, use_allowed_cores
+    from statechange.predictions import SUMMARY_FILE, write_summary
     from statechange.viz import save_prediction
 
-    videos = expand_videos(args.videos)
-    # one output per id: two files with one name (in different folders) would overwrite each other's outputs
-    videos = [v.path for v in unique_by_key(VideoFile(args.category, video_id_of(p), p) for p in videos).values()]
+    # one output per category/id: two files with one name would overwrite each other's outputs
+    videos = list(unique_by_key(expand_video_tree(args.videos)).values())
     use_allowed_cores()
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
-    predictor.category_index(args.category)  # unknown category: fail before any work
+    _check_categories(args.category, videos, predictor.categories)  # fail before any work
     from statechange.recipes import describe_recipe
 
     print(f"{args.checkpoint}: {describe_recipe(predictor.recipe, predictor.model)}")
-    failed = 0
-    for video in tqdm(videos, desc="predict", unit="video", disable=args.no_progress or len(videos) < 2,
-                      file=sys.stderr):
+    failed, summaries = 0, []
+    progress = tqdm(videos, desc="predict", unit="video", disable=args.no_progress or len(videos) < 2,
+                    file=sys.stderr)
+    for video in progress:
+        category = video.category if args.category is None else args.category
+        existing = _existing_summary(args.output, category, video.video_id) if args.skip_existing else None
+        if existing is not None:
+            tqdm.write(f"{video.path}: outputs exist, skipped ({existing.parent})", file=sys.stderr)
+            summaries.append(json.loads(existing.read_text()))
+            continue
         try:
-            prediction = predictor.predict(video, args.category)
-            csv_path, png_path = save_prediction(prediction, args.output, video_id_of(video))
+            prediction = predictor.predict(video.path, None if category == AUTO else category,
+                                           no_change_threshold=args.no_change_threshold)
+            csv_path, png_path = save_prediction(prediction, args.output, video.video_id)
         except VideoDecodeError as error:
-            print(f"statechange predict: {error}", file=sys.stderr)
+            tqdm.write(f"statechange predict: {error}", file=sys.stderr)
             failed += 1
             continue
-        print(_describe(prediction.summary(), csv_path, png_path))
+        summaries.append(prediction.summary())
+        tqdm.write(_describe(summaries[-1], csv_path, png_path), file=sys.stdout)
+    progress.close()
+    if len(videos) > 1 and summaries:
+        print(f"summary of {len(summaries)} videos -> {write_summary(args.output / SUMMARY_FILE, summaries)}")
     if failed:
         print(f"statechange predict: {failed} of {len(videos)} videos could not be read.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_categories(category: str | None, videos: list, known: list[str]) -> None:
+    """A named category must be the model's; without one, every video's folder must name one of them."""
+    from statechange.errors import StateChangeError, listing
+
+    if category is not None and category != AUTO and category not in known:
+        raise StateChangeError(f"Unknown category {category!r}: this model knows {', '.join(known)}; "
+                               f"pass one of them or --category {AUTO}.")
+    if category is None:
+        unknown = [str(v.path) for v in videos if v.category not in known]
+        if unknown:
+            raise StateChangeError(
+                f"The folders of {len(unknown)} videos ({listing(unknown)}) name no category this model knows "
+                f"({', '.join(known)}); pass --category NAME or --category {AUTO}."
+            )
+
+
+def _existing_summary(output: Path, category: str, video_id: str) -> Path | None:
+    """The JSON summary a previous run wrote for the video (any category under ``auto``), if any."""
+    pattern = f"*/{video_id}.json" if category == AUTO else f"{category}/{video_id}.json"
+    return next(iter(sorted(output.glob(pattern))), None) if output.is_dir() else None
 
 
 def _describe(summary: dict, csv_path: Path, png_path: Path) -> str:
@@ -69,4 +113,8 @@ def _describe(summary: dict, csv_path: Path, png_path: Path) -> str:
     else:
         where = ", ".join(f"{name.replace('_', ' ')} at {point['second']} s (p={point['probability']:.2f})"
                           for name, point in constrained.items())
-    return f"{summary['video']}: {where}\n  -> {csv_path} (+ .json, .png: {png_path.name})"
+    score = summary["triplet_score"]
+    sureness = "" if score is None else f"; triplet score {score:.2f}" + (
+        " - no clear state change" if summary["no_clear_change"] else "")
+    return (f"{summary['video']} [{summary['category']}]: {where}{sureness}\n"
+            f"  -> {csv_path} (+ .json, .png: {png_path.name})")

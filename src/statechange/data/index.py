@@ -90,6 +90,27 @@ def expand_videos(paths: Sequence[str | Path]) -> list[Path]:
     return videos
 
 
+def expand_video_tree(paths: Sequence[str | Path]) -> list[VideoFile]:
+    """Video files as given, each with the name of the folder holding it as its category.
+
+    A folder holding videos means every video directly in it; a folder holding only sub-folders is a
+    ``<category>/<video>`` tree (the layout of a video root) and means every video in it.
+    """
+    videos: list[VideoFile] = []
+    for path in map(Path, paths):
+        if path.is_dir() and not any(p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS for p in path.iterdir()):
+            found = find_videos([path])
+            if not found:
+                raise StateChangeError(
+                    f"Folder {path} holds no video file ({', '.join(VIDEO_EXTENSIONS)}), directly or in "
+                    "its <category>/ sub-folders."
+                )
+            videos += found
+        else:
+            videos += [VideoFile(video.parent.name, video_id_of(video), video) for video in expand_videos([path])]
+    return videos
+
+
 # --------------------------------------------------------------------------------------------------
 # Dataset index: categories, splits, relevance scores, centring parameters, annotations.
 # --------------------------------------------------------------------------------------------------
