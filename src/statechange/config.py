@@ -168,7 +168,8 @@ BF16_PROBABILITY_TOLERANCE = 0.05
 
 # Prediction only (not a paper setting): a triplet score (geometric mean of the chosen seconds'
 # initial-state, action and end-state probabilities) below this flags "no clear state change".
-# Calibrated on synthetic videos without a change (benchmarks/category_auto.py, docs/benchmarks.md).
+# Provisional: benchmarks/category_auto.py calibrates it on synthetic videos without a change (the
+# best balanced accuracy between the true category's score on videos with and without a change).
 NO_CHANGE_THRESHOLD = 0.5
 
 

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="checkpoint directory made by `statechange train`")
     parser.add_argument("--category", default=None, metavar="NAME",
                         help="the category of every video (a name the model knows), or 'auto' to rank the model's "
-                        "categories per video and keep the best; default: the name of the folder holding each video")
+                        "categories per video and keep the best; when not given, the name of the folder holding "
+                        "each video")
     parser.add_argument("videos", nargs="+", type=Path, metavar="VIDEO",
                         help="video files, folders of videos, or <category>/<video> trees (every video in them)")
     parser.add_argument("--output", type=Path, default=Path("predictions"), metavar="DIR",
