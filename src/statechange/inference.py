@@ -261,6 +261,7 @@ class Prediction:
     end_state: np.ndarray  # float32 [T]: P(end state) per second
     triplet: tuple[int, int, int] | None  # constrained best (initial, action, end) seconds; None if T < 3
     triplet_frames: list[np.ndarray] | None = None  # uint8 [H, W, 3] frames at the triplet's seconds (the picture)
+    triplet_score: float | None = None  # geometric mean of the triplet's three probabilities
     category_ranking: list[tuple[str, float]] | None = None  # (category, triplet score), best first; auto only
     no_change_threshold: float = NO_CHANGE_THRESHOLD
 
