@@ -38,7 +38,7 @@ MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINING_STATE_FILE = "training_state.pt"
 HEADER_KEY = "statechange"  # safetensors header metadata key holding config.json's content
-INIT_SEED = 0  # when a random init precedes loading (rare, see _model_with_weights); fixed: leaves the RNG alone
+INIT_SEED = 0  # when a random init precedes loading (rare, see model_from_weights); fixed: leaves the RNG alone
 
 
 class CheckpointError(StateChangeError):
@@ -144,7 +144,7 @@ def load_checkpoint(
     config = read_checkpoint_config(model_file)
     model_config = _model_config(model_file, config)
     categories = list(config["categories"])
-    model = _model_with_weights(model_file, model_config, len(categories), load_file(str(model_file)))
+    model = model_from_weights(model_file, model_config, len(categories), load_file(str(model_file)))
     if model.feature_dim != config["feature_dim"]:
         raise CheckpointError(f"{model_file} says feature_dim {config['feature_dim']} but its backbone gives "
                               f"{model.feature_dim}; the checkpoint was written by an incompatible version.")
@@ -163,7 +163,7 @@ def load_checkpoint(
     )
 
 
-def _model_with_weights(
+def model_from_weights(
     model_file: Path, config: ModelConfig, n_categories: int, state: dict[str, torch.Tensor]
 ) -> StateChangeModel:
     """The architecture with the saved weights, built without a random initialisation first."""
@@ -311,6 +311,7 @@ __all__ = [
     "find_checkpoint",
     "is_checkpoint",
     "load_checkpoint",
+    "model_from_weights",
     "read_checkpoint_config",
     "read_checkpoint_tensors",
     "replaced_path",

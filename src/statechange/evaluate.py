@@ -20,7 +20,6 @@ import torch
 from tqdm import tqdm
 
 from statechange import distributed
-from statechange.checkpoint import load_checkpoint
 from statechange.config import ForwardSettings, FrameConfig
 from statechange.data.cache import EXACT_SOURCE, FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
@@ -34,6 +33,7 @@ from statechange.metrics import MetricsAccumulator
 from statechange.model import StateChangeModel
 from statechange.predictions import prediction_path, write_predictions
 from statechange.recipes import describe_recipe
+from statechange.release import load_any_checkpoint
 
 
 @dataclass
@@ -134,12 +134,14 @@ def evaluate_checkpoint(
     frame_cache: Path | None = None,
     predictions_out: Path | None = None,
     progress: bool = False,
+    categories: list[str] | None = None,
 ) -> EvaluationResult:
-    """Evaluate a saved checkpoint on the annotated videos of a dataset (categories matched by name).
+    """Evaluate a saved checkpoint, or a release ``.pth`` file (``categories`` name its classes), on the
+    annotated videos of a dataset (categories matched by name).
 
     The crop is the checkpoint's own (``settings.crop`` is replaced by it).
     """
-    loaded = load_checkpoint(checkpoint, device=settings.device, load_training_state=False)
+    loaded = load_any_checkpoint(checkpoint, device=settings.device, categories=categories)
     index = build_index(video_roots, dataset_root, ignore_video_weight=True)
     unknown = sorted({v.category for v in index.test} - set(loaded.categories))
     if unknown:

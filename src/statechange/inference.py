@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
-from statechange.checkpoint import LoadedCheckpoint, load_checkpoint
+from statechange.checkpoint import LoadedCheckpoint
 from statechange.config import (
     AUTO_PRECISION,
     NO_CHANGE_THRESHOLD,
@@ -37,6 +37,7 @@ from statechange.errors import StateChangeError
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
+from statechange.release import load_any_checkpoint
 from statechange.runtime import available_cpus, default_device
 
 if TYPE_CHECKING:  # the training augmentation is imported only when training passes one
@@ -420,13 +421,15 @@ def rank_categories(
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None, precision: str = AUTO_PRECISION,
-               chunk_size: int = ForwardSettings.chunk_size) -> StateChangePredictor:
-    """Load a checkpoint made by ``statechange train`` (its directory or its model.safetensors).
+               chunk_size: int = ForwardSettings.chunk_size,
+               categories: list[str] | None = None) -> StateChangePredictor:
+    """Load a checkpoint made by ``statechange train`` (its directory or its model.safetensors) or a
+    release ``.pth`` file (``categories``: its category names, needed unless it has ChangeIt's 44).
 
     ``precision`` "auto" runs bf16 where the device runs it fast (``resolve_precision``), else fp32.
     """
     device = torch.device(device if device is not None else default_device())
-    checkpoint = load_checkpoint(path, device=device, load_training_state=False)
+    checkpoint = load_any_checkpoint(path, device=device, categories=categories)
     frames = frames_config_of(checkpoint)
     settings = ForwardSettings(device=str(device), precision=resolve_precision(precision, device),
                                chunk_size=chunk_size, crop=frames.crop)

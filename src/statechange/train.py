@@ -42,9 +42,10 @@ from statechange.factory import build_model
 from statechange.features import FeatureStore, backbone_fingerprint, compute_features
 from statechange.inference import autocast, prepare_frames, video_logits
 from statechange.labels import category_probabilities
-from statechange.model import StateChangeModel
+from statechange.model import StateChangeModel, init_model
 from statechange.ordering import best_triplet
 from statechange.recipes import EmaTeacher, describe_recipe
+from statechange.release import initial_weights
 from statechange.targets import PseudoLabels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
@@ -61,6 +62,7 @@ class TrainPaths:
     frame_cache: Path | None = None  # from `statechange extract`; None: decode on the fly
     feature_cache: Path | None = None  # default: <output>/features
     backbone_weights: Path | None = None  # --clip-weights: pretrained backbone weights
+    init_from: Path | None = None  # --init-from: a whole model (release .pth or checkpoint) to start from
 
 
 @dataclass(frozen=True)
@@ -281,11 +283,11 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     frame_cache = FrameCache(paths.frame_cache) if paths.frame_cache is not None else None
 
     weights_file = paths.backbone_weights
-    if weights_file is None:
+    if weights_file is None and paths.init_from is None:
         weights_file = find_cached_weights(config.model.backbone)
         if weights_file is not None:
             log.print(f"Backbone weights: {weights_file} (found in the download cache; --clip-weights to use others)")
-    model = build_model(config.model, len(index.categories), weights=weights_file, seed=config.seed).to(device)
+    model = _initial_model(config, paths, weights_file, index.categories).to(device)
     model.backbone.requires_grad_(config.optim.train_backbone)
     use_features = not config.optim.train_backbone and not config.augment.enabled
     optimisation = Optimisation(model, config, steps_per_epoch)
@@ -323,6 +325,18 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
                 frame_cache, model, teacher, optimisation, use_features, feature_store, step_module, sampler,
                 loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set())
+
+
+def _initial_model(config: TrainConfig, paths: TrainPaths, weights_file: Path | None,
+                   categories: list[str]) -> StateChangeModel:
+    """The model a run starts from: pretrained backbone and random heads, or a whole model (--init-from)."""
+    if paths.init_from is None:
+        return build_model(config.model, len(categories), weights=weights_file, seed=config.seed)
+    if paths.backbone_weights is not None:
+        raise StateChangeError("--init-from already holds the backbone's weights; leave out --clip-weights.")
+    model = init_model(config.model, len(categories), seed=config.seed)
+    model.load_state_dict(initial_weights(paths.init_from, config.model, categories))
+    return model
 
 
 # ----------------------------------------------------------------------------------------------

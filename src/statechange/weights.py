@@ -108,6 +108,14 @@ def load_strict(backbone: nn.Module, weights: LoadedWeights, backbone_name: str)
         )
     _check_activation(backbone, weights, backbone_name)
     expected = backbone.state_dict()
+    check_fits(expected, weights, f"backbone {backbone_name}")
+    converted = {k: v.to(dtype=expected[k].dtype) for k, v in weights.tensors.items()}
+    backbone.load_state_dict(converted, strict=True)
+
+
+def check_fits(expected: dict[str, torch.Tensor], weights: LoadedWeights, target: str) -> None:
+    """Raise naming every key of ``weights`` that is missing from, unexpected in or misshapen for
+    the state dict ``expected`` (of ``target``, e.g. "backbone tiny")."""
     tensors = weights.tensors
     missing = [k for k in expected if k not in tensors]
     unexpected = [weights.origin.get(k, k) for k in tensors if k not in expected]
@@ -123,11 +131,9 @@ def load_strict(backbone: nn.Module, weights: LoadedWeights, backbone_name: str)
             if keys
         ]
         raise WeightFileError(
-            f"{weights.path} (read as {weights.format}) does not fit backbone {backbone_name}: "
+            f"{weights.path} (read as {weights.format}) does not fit {target}: "
             f"{'; '.join(problems)}; pass weights of exactly this architecture."
         )
-    converted = {k: v.to(dtype=expected[k].dtype) for k, v in tensors.items()}
-    backbone.load_state_dict(converted, strict=True)
 
 
 def efficientnet_lite0_weights_file() -> Path:
@@ -549,6 +555,7 @@ __all__ = [
     "LoadedWeights",
     "WeightFileError",
     "backbone_activation",
+    "check_fits",
     "check_sha256",
     "efficientnet_by_position",
     "efficientnet_lite0_weights_file",

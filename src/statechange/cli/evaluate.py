@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from statechange.cli._common import (
+    add_categories_option,
     add_dataset_root_options,
     add_runtime_options,
     add_subcommand,
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "under torchrun or srun like training.",
     )
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
-                        help="checkpoint directory made by `statechange train` (e.g. runs/x/best)")
+                        help="checkpoint directory made by `statechange train` (e.g. runs/x/last) or a release .pth")
     parser.add_argument("--video-roots", nargs="+", required=True, type=Path, metavar="DIR",
                         help="folders holding <category>/<video_id>.<ext>")
     add_dataset_root_options(parser)
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv); when not "
                         "given, none are written")
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
+    add_categories_option(parser)
     add_runtime_options(parser, precision_default="fp32")  # fp32 by default, as the release
     parser.set_defaults(func=run)
 
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from statechange import distributed
     from statechange.evaluate import evaluate_checkpoint
     from statechange.inference import use_allowed_cores
+    from statechange.release import parse_categories
 
     use_allowed_cores()
     choice = dataset_choice(args)
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_checkpoint(
             args.checkpoint, args.video_roots, choice.root, forward_settings(args, context.device),
             frame_cache=args.cache, predictions_out=args.predictions_out,
-            progress=context.is_main and not args.no_progress,
+            progress=context.is_main and not args.no_progress, categories=parse_categories(args.categories),
         )
     finally:
         distributed.cleanup()

