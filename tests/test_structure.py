@@ -55,8 +55,8 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_every_subcommand_is_there():
-    assert set(subcommand_parsers()) == {"dataset", "demo", "download", "evaluate", "extract", "predict", "score",
-                                         "synth", "train"}
+    assert set(subcommand_parsers()) == {"convert", "dataset", "demo", "download", "evaluate", "extract", "predict",
+                                         "score", "synth", "train"}
 
 
 @pytest.mark.parametrize("name", sorted(subcommand_parsers()))
