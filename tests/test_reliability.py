@@ -3,7 +3,11 @@ unusable metadata, evaluations that scored nothing, damaged checkpoints and cach
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,52 @@ def test_evaluate_fails_when_no_annotated_video_could_be_scored(untrained_checkp
                  "--dataset-root", str(tiny_dataset / "dataset"), "--device", "cpu", "--no-progress"])
     assert code == 2
     assert "None of the 4 annotated videos could be scored" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. one extraction at a time per cache
+
+
+def extract_args(videos: Path, cache: Path) -> list[str]:
+    return ["extract", "--video-roots", str(videos), "--cache", str(cache), "--workers", "1", "--no-progress"]
+
+
+# A second `statechange extract` process, imported in advance and started by a line on its stdin, so that it
+# runs while the first one is busy however slowly the interpreter starts on a loaded machine.
+WARM_EXTRACT = """
+import sys
+from statechange.cli import build_parser, main
+args = sys.argv[1:]
+build_parser()  # imports every subcommand now
+print("ready", flush=True)
+sys.stdin.readline()
+sys.exit(main(args))
+"""
+
+
+@pytest.mark.slow
+def test_a_second_extract_on_a_busy_cache_is_refused_and_the_first_reports_no_false_failure(tiny_dataset, tmp_path):
+    videos, cache = tmp_path / "videos", tmp_path / "cache"
+    for copy in range(5):  # 60 videos: the first run is still busy when the second starts
+        for source in (tiny_dataset / "videos").glob("*/*"):
+            (videos / source.parent.name).mkdir(parents=True, exist_ok=True)
+            os.link(source, videos / source.parent.name / f"{copy}-{source.name}")
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    second = subprocess.Popen([sys.executable, "-c", WARM_EXTRACT, *extract_args(videos, cache)], env=environment,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert second.stdout.readline() == "ready\n"
+    first = subprocess.Popen([sys.executable, "-m", "statechange", *extract_args(videos, cache)], env=environment,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(cache.glob("*/*.frames")):  # the first run holds the lock and is writing
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.02)
+    second_out, second_err = second.communicate("go\n", timeout=300)
+    assert first.poll() is None, "the first run ended before the second started: the test needs more videos"
+    out, err = first.communicate(timeout=600)
+
+    assert second.returncode == 2, second_out + second_err
+    assert f"Another statechange extract is writing to the frame cache {cache}" in second_err
+    assert first.returncode == 0, err
+    assert "60 videos: 60 extracted, 0 already cached, 0 failed" in out
+    assert (cache / "failures.csv").read_text() == "path,error\n"

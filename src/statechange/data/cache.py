@@ -29,7 +29,8 @@ was made with the fps and size asked for; otherwise it is ignored and ``extract`
 (``extract`` also rebuilds entries stored at another quality than the one it is asked for).
 Entries are written atomically (``_io.atomic_write``: a temporary file in the same folder, synced
 and renamed into place), so a killed run leaves only complete entries (and ``.*.tmp`` files,
-removed by the next ``extract``; do not run two ``extract`` on one cache at the same time).
+removed by the next ``extract``). An extraction holds the cache's lock file (``LOCK_FILE``): a
+second one on the same cache is refused.
 """
 
 from __future__ import annotations
@@ -46,11 +47,14 @@ import warnings
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
+from filelock import Timeout as FileLockTimeout
 from PIL import Image
 from tqdm import tqdm
 
@@ -58,6 +62,7 @@ from statechange._io import TEMP_SUFFIX, atomic_write, remove_abandoned, temp_fi
 from statechange.config import DEFAULT_CACHE_QUALITY, JPEG_QUALITY, LOSSLESS
 from statechange.data.decode import DEFAULT_FPS, DEFAULT_SIZE, VideoDecodeError, decode_video, iter_frame_chunks
 from statechange.data.index import VideoFile
+from statechange.errors import StateChangeError
 
 CACHE_SUFFIX = ".frames"
 FAILURES_FILE = "failures.csv"
@@ -65,6 +70,7 @@ PNG_COMPRESS_LEVEL = 1  # zlib level of lossless entries: the fastest, the files
 EXACT_SOURCE = "exact"  # frame source of frames identical to direct decoding (decoded, or a lossless entry)
 CacheQuality = int | str  # a JPEG quality 1-95, or LOSSLESS
 DEFAULT_QUALITY: CacheQuality = DEFAULT_CACHE_QUALITY
+LOCK_FILE = ".extract.lock"  # held by the one extraction writing the cache
 MEAN_ABS_ERROR_BOUND = 3.0  # grey levels, cached vs directly decoded frames (measured: about 2)
 
 _MAGIC = b"SCFRAME1"
@@ -270,17 +276,43 @@ def extract_videos(
     decoded and written by a worker process; one that dies (killed, out of memory) has its
     videos retried, each alone, and a video that kills its worker again is recorded as failed.
     Worker processes re-import the main module: call this under ``if __name__ == "__main__":``
-    in a script.
+    in a script. One extraction at a time writes a cache: a second one is refused
+    (``StateChangeError``) while the first holds the cache's lock file.
     """
     check_quality(quality)
     settings = _ExtractSettings(fps, size, quality, frozenset(lossless_keys))
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
+    with _cache_lock(Path(cache_root)):
+        return _extract_locked(videos, cache_root, workers, settings, progress)
+
+
+@contextmanager
+def _cache_lock(cache_root: Path) -> Iterator[None]:
+    """Hold the cache's lock file (an OS file lock, released even when this process is killed)."""
+    lock = FileLock(cache_root / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except FileLockTimeout:
+        raise StateChangeError(
+            f"Another statechange extract is writing to the frame cache {cache_root} (it holds "
+            f"{cache_root / LOCK_FILE}): wait for it to finish, or extract into another --cache."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers: int, settings: _ExtractSettings,
+                    progress: bool) -> ExtractSummary:
+    """``extract_videos`` once the cache's lock is held."""
     cache = FrameCache(cache_root)
     cache.root.mkdir(parents=True, exist_ok=True)
     cache.remove_temp_files()
     summary = ExtractSummary()
     todo = []
     for video in videos:
-        if cache.is_fresh(video, fps, size, settings.quality_for(video)):
+        if cache.is_fresh(video, settings.fps, settings.size, settings.quality_for(video)):
             summary.skipped += 1
         else:
             todo.append(video)
