@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from statechange.config import ForwardSettings, PseudoLabelConfig, TrainConfig, from_dict, to_dict
+from statechange.errors import StateChangeError
 
 
 def test_a_train_config_round_trips_through_its_dict():
@@ -22,7 +23,7 @@ def test_a_checkpoint_config_with_the_old_chunk_size_still_loads():
 
 
 def test_forward_settings_refuse_values_that_cannot_work():
-    with pytest.raises(ValueError, match="chunk_size"):
+    with pytest.raises(StateChangeError, match="--chunk-size"):
         ForwardSettings(chunk_size=0)
     with pytest.raises(ValueError, match="precision"):
         ForwardSettings(precision="fp16")

@@ -10,14 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from statechange.checkpoint import save_checkpoint
+from statechange.checkpoint import load_checkpoint, save_checkpoint
 from statechange.cli import main
 from statechange.config import ModelConfig
+from statechange.data.cache import FrameCache
 from statechange.data.index import build_index, find_videos
 from statechange.errors import StateChangeError
-from statechange.factory import build_model
+from statechange.features import FeatureStore
+from statechange.model import build_model
 
 
 def touch(path: Path, text: str = "") -> Path:
@@ -165,3 +169,93 @@ def test_a_second_extract_on_a_busy_cache_is_refused_and_the_first_reports_no_fa
     assert first.returncode == 0, err
     assert "60 videos: 60 extracted, 0 already cached, 0 failed" in out
     assert (cache / "failures.csv").read_text() == "path,error\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. one sentence, before any long work, for bad option values and failed file operations
+
+
+def train_args(dataset: Path, output: Path) -> list[str]:
+    return ["train", "--video-roots", str(dataset / "videos"), "--dataset-root", str(dataset / "dataset"),
+            "--output", str(output), "--backbone", "tiny", "--device", "cpu", "--no-progress"]
+
+
+@pytest.mark.parametrize("option", [
+    ["--local-batch-size", "0"], ["--chunk-size", "0"], ["--lr", "-0.1"], ["--n-epochs", "0"], ["--kappa", "-5"],
+    ["--hidden-sizes", "0"], ["--num-workers", "-1"], ["--lr-backbone", "nan"],
+])
+def test_invalid_train_options_are_one_sentence_naming_the_option_before_any_work(tiny_dataset, tmp_path, capsys,
+                                                                                  option):
+    output = tmp_path / "run"
+    assert main([*train_args(tiny_dataset, output), *option]) == 2
+    error = capsys.readouterr().err
+    assert f"error: {option[0]} must" in error and len(error.strip().splitlines()) == 1
+    assert not output.exists()  # refused before anything was written
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 1 MB tmpfs the test may fill or remount read-only (needs root and mount)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root and the mount command)")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def predict_args(checkpoint: Path, video: Path, output: Path) -> list[str]:
+    return ["predict", "--checkpoint", str(checkpoint), "--category", "disc_slicing", str(video), "--output",
+            str(output), "--device", "cpu", "--no-progress"]
+
+
+def test_a_full_disk_is_one_sentence_not_a_traceback(untrained_checkpoint, tiny_dataset, small_disk, capsys):
+    with open(small_disk / "filler", "wb") as filler:  # fill the disk
+        with pytest.raises(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+    video = sorted((tiny_dataset / "videos" / "disc_slicing").glob("*.mp4"))[0]
+    assert main(predict_args(untrained_checkpoint, video, small_disk / "predictions")) == 2
+    error = capsys.readouterr().err.strip()
+    assert "No space left on device" in error and "free some space" in error and len(error.splitlines()) == 1
+
+
+def test_a_read_only_output_is_one_sentence_not_a_traceback(untrained_checkpoint, tiny_dataset, small_disk, capsys):
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    video = sorted((tiny_dataset / "videos" / "disc_slicing").glob("*.mp4"))[0]
+    assert main(predict_args(untrained_checkpoint, video, small_disk / "predictions")) == 2
+    error = capsys.readouterr().err.strip()
+    assert "Read-only file system" in error and "writable disk" in error and len(error.splitlines()) == 1
+
+
+def test_a_legal_250_character_video_name_extracts(tiny_dataset, tmp_path, capsys):
+    videos = tmp_path / "videos" / "disc_slicing"
+    videos.mkdir(parents=True)
+    source = sorted((tiny_dataset / "videos" / "disc_slicing").glob("*.mp4"))[0]
+    long_name = "x" * 246 + ".mp4"  # 250 characters, the longest the tests' file systems allow is 255
+    shutil.copy(source, videos / long_name)
+    assert main(["extract", "--video-roots", str(tmp_path / "videos"), "--cache", str(tmp_path / "cache"),
+                 "--workers", "1", "--no-progress"]) == 0
+    assert "1 extracted, 0 already cached, 0 failed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. written files get the usual permissions
+
+
+def test_checkpoints_cache_entries_and_features_are_written_0644_under_umask_022(untrained_checkpoint, tiny_dataset,
+                                                                                tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        loaded = load_checkpoint(untrained_checkpoint)
+        checkpoint = save_checkpoint(tmp_path / "last", loaded.model, loaded.categories, {}, {"epoch": 1})
+        (video,) = find_videos([tiny_dataset / "videos"])[:1]
+        entry = FrameCache(tmp_path / "cache").put(video, np.zeros((2, 8, 8, 3), dtype=np.uint8))
+        store = FeatureStore(tmp_path / "features", "fingerprint")
+        store.put(video, torch.zeros(2, 4))
+    finally:
+        os.umask(old_umask)
+    written = [*checkpoint.iterdir(), entry, store.path_for(video)]
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        path.name: "0o644" for path in written}

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from statechange.errors import StateChangeError
+
 T = TypeVar("T")
 
 # The frame cache (statechange extract): not the method's, but shown by the command line's help.
@@ -189,7 +191,7 @@ class ForwardSettings:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
         if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1 frame, got {self.chunk_size}.")
+            raise StateChangeError(f"--chunk-size must be at least 1 frame, got {self.chunk_size}: pass e.g. 64.")
 
 # Settings that older checkpoints carry but that are no longer part of a config (ignored on load).
 RETIRED_SETTINGS: dict[str, frozenset[str]] = {

@@ -151,11 +151,34 @@ def augmentation_seed(seed: int, epoch: int, position: int) -> int:
 
 def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainOptions()) -> TrainResult:
     """Train a model, writing checkpoints and logs to ``paths.output``."""
+    check_settings(config, options)
     context = distributed.setup(options.device)
     try:
         return _train(config, paths, options, context)
     finally:
         distributed.cleanup()
+
+
+def check_settings(config: TrainConfig, options: TrainOptions) -> None:
+    """Refuse, in one sentence naming the option, settings that cannot train (before any work starts)."""
+    optim, labels = config.optim, config.pseudo_labels
+    at_least_one = {"--n-epochs": optim.n_epochs, "--local-batch-size": optim.local_batch_size,
+                    "--n-frames-per-gt": labels.n_frames_per_target, "--max-distance": labels.max_distance,
+                    "--kappa": labels.kappa, "--chunk-size": options.chunk_size,
+                    "--hidden-sizes": min(config.model.hidden_sizes, default=1)}
+    not_negative = {"--num-workers": options.num_workers, "--warmup-epochs": optim.warmup_epochs,
+                    "--weight-decay": optim.weight_decay, "--weight-decay-backbone": optim.weight_decay_backbone}
+    positive = {"--lr": optim.lr, "--lr-backbone": optim.lr_backbone}
+    for option, value in at_least_one.items():
+        if value < 1:
+            raise StateChangeError(f"{option} must be at least 1, got {value}: see statechange train --help.")
+    for option, value in not_negative.items():
+        if not value >= 0:  # NaN too
+            raise StateChangeError(f"{option} must not be negative, got {value}: see statechange train --help.")
+    for option, value in positive.items():
+        if not (value > 0 and math.isfinite(value)):
+            raise StateChangeError(f"{option} must be a positive number, got {value}: e.g. the default "
+                                   f"{getattr(type(optim)(), option.removeprefix('--').replace('-', '_'))}.")
 
 
 def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,

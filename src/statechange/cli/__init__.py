@@ -7,6 +7,7 @@ numpy. Nothing outside this package imports it."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import pkgutil
 import sys
@@ -41,6 +42,27 @@ def main(argv: list[str] | None = None) -> int:
     except StateChangeError as error:
         print(f"statechange {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # disk full, read-only folder, name too long...: one sentence, not a traceback
+        print(f"statechange {args.command}: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"statechange {args.command}: interrupted.", file=sys.stderr)
         return 130
+
+
+_OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some space there or choose a folder on another disk",
+    errno.EDQUOT: "free some space there or choose a folder on another disk",
+    errno.EROFS: "choose a folder on a writable disk",
+    errno.EACCES: "choose a folder you may write to, or change its permissions",
+    errno.EPERM: "choose a folder you may write to, or change its permissions",
+    errno.ENAMETOOLONG: "shorten the file or folder name",
+    errno.ENOENT: "check the path",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One sentence for a failed file operation: what failed, on which file, and the fix."""
+    where = f" ({error.filename})" if error.filename else ""
+    fix = _OS_ERROR_FIXES.get(error.errno, "check the path and the disk")
+    return f"{error.strerror or error}{where}: {fix}."
