@@ -168,16 +168,16 @@ def check_settings(config: TrainConfig, options: TrainOptions) -> None:
                     "--hidden-sizes": min(config.model.hidden_sizes, default=1)}
     not_negative = {"--num-workers": options.num_workers, "--warmup-epochs": optim.warmup_epochs,
                     "--weight-decay": optim.weight_decay, "--weight-decay-backbone": optim.weight_decay_backbone}
-    positive = {"--lr": optim.lr, "--lr-backbone": optim.lr_backbone}
+    learning_rates = {"--lr": optim.lr, "--lr-backbone": optim.lr_backbone}  # 0 is allowed: nothing moves
     for option, value in at_least_one.items():
         if value < 1:
             raise StateChangeError(f"{option} must be at least 1, got {value}: see statechange train --help.")
     for option, value in not_negative.items():
         if not value >= 0:  # NaN too
             raise StateChangeError(f"{option} must not be negative, got {value}: see statechange train --help.")
-    for option, value in positive.items():
-        if not (value > 0 and math.isfinite(value)):
-            raise StateChangeError(f"{option} must be a positive number, got {value}: e.g. the default "
+    for option, value in learning_rates.items():
+        if not (value >= 0 and math.isfinite(value)):
+            raise StateChangeError(f"{option} must be a finite number, not negative, got {value}: e.g. the default "
                                    f"{getattr(type(optim)(), option.removeprefix('--').replace('-', '_'))}.")
 
 

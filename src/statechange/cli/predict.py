@@ -41,6 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_one_output_each(videos: list, category: str | None) -> None:
+    """Refuse, before any work, two videos whose outputs would have one name (OUTPUT/<category>/<video_id>.*)."""
+    from statechange.errors import StateChangeError
+
+    seen: dict[str, object] = {}
+    for video in videos:
+        # with --category NAME every output lands in one folder; with auto the folder is known only later
+        name = video.video_id if category is not None else f"{video.category}/{video.video_id}"
+        other = seen.setdefault(name, video)
+        if other is not video:
+            raise StateChangeError(
+                f"Videos {other.path} and {video.path} would write the same outputs ({name}.*): predict them "
+                "in two runs with different --output folders, or rename one."
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -53,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     # one output per category/id: two files with one name would overwrite each other's outputs
     videos = list(unique_by_key(expand_video_tree(args.videos)).values())
+    _check_one_output_each(videos, args.category)
     use_allowed_cores()
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size,
                            categories=parse_categories(args.categories))
