@@ -24,11 +24,14 @@ def run_group(dataset: Path, output: Path, n_processes: int, accumulate_steps: i
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
     env["OMP_NUM_THREADS"] = "1"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n_processes)]
-    command = [*(launcher if n_processes > 1 else [sys.executable]), str(WORKER), str(dataset), str(output),
-               str(accumulate_steps)]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return {name: load_file(str(output / f"{name}.safetensors")) for name in ("frozen", "finetuned")}
+    models = {}
+    for name in ("frozen", "finetuned"):
+        command = [*(launcher if n_processes > 1 else [sys.executable]), str(WORKER), str(dataset), str(output),
+                   str(accumulate_steps), name]
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        models[name] = load_file(str(output / f"{name}.safetensors"))
+    return models
 
 
 def assert_same_model(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
