@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -756,7 +757,12 @@ class _Logger:
         kept = [line for line in _log_lines(self.jsonl) if json.loads(line)["epoch"] <= last_kept]
         if self.jsonl.exists():
             write_text(self.jsonl, "".join(kept))
-        self.purge_step = last_kept + 1
+        # TensorBoard is rebuilt from the kept records: purge_step alone left a killed run's events visible
+        # when its event file sorted after the new one (seen once in CI); TensorBoard holds only these records
+        shutil.rmtree(self.tensorboard, ignore_errors=True)
+        self.purge_step = None
+        for line in kept:
+            self._tensorboard(json.loads(line))
         if record is not None:
             self.epoch(record, quiet=True)
 
