@@ -744,7 +744,6 @@ class _Logger:
         self.jsonl = output / LOG_FILE
         self.tensorboard = output / TENSORBOARD_DIR
         self.writer: Any = None
-        self.purge_step: int | None = None  # TensorBoard hides the events from this epoch on (after a resume)
         # the files are created with the first epoch's record, so a run that fails in its set-up (bad option,
         # missing weights) leaves no output folder behind
 
@@ -757,10 +756,9 @@ class _Logger:
         kept = [line for line in _log_lines(self.jsonl) if json.loads(line)["epoch"] <= last_kept]
         if self.jsonl.exists():
             write_text(self.jsonl, "".join(kept))
-        # TensorBoard is rebuilt from the kept records: purge_step alone left a killed run's events visible
+        # TensorBoard is rebuilt from the kept records: a purge_step alone left a killed run's events visible
         # when its event file sorted after the new one (seen once in CI); TensorBoard holds only these records
         shutil.rmtree(self.tensorboard, ignore_errors=True)
-        self.purge_step = None
         for line in kept:
             self._tensorboard(json.loads(line))
         if record is not None:
@@ -790,7 +788,7 @@ class _Logger:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional at run time
                 return
-            self.writer = SummaryWriter(str(self.tensorboard), purge_step=self.purge_step)
+            self.writer = SummaryWriter(str(self.tensorboard))
         metrics = record.get("metrics") or {}
         for key in ("loss", "state_loss", "action_loss", "grad_norm", "lr"):
             self.writer.add_scalar(f"train/{key}", record[key], record["epoch"])
