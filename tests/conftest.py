@@ -29,3 +29,17 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_synthetic_dataset(root, n_categories=2, n_train_videos=4, n_test_videos=2, seed=1, min_seconds=11,
                            max_seconds=16, frame_size=(160, 90))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the tiny backbone trained one epoch on ``tiny_dataset`` (its ``last`` directory)."""
+    from statechange.config import ModelConfig, OptimConfig, TrainConfig
+    from statechange.train import TrainOptions, TrainPaths, train
+
+    output = tmp_path_factory.mktemp("trained")
+    config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=(32,)),
+                         optim=OptimConfig(n_epochs=1, warmup_epochs=0.0, lr=1e-2))
+    paths = TrainPaths(video_roots=(tiny_dataset / "videos",), dataset_root=tiny_dataset / "dataset", output=output)
+    train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
+    return output / "last"

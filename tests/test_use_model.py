@@ -13,25 +13,18 @@ import pytest
 from PIL import Image
 
 from statechange.cli import main
-from statechange.config import ModelConfig, OptimConfig, TrainConfig
 from statechange.data.decode import decode_video
 from statechange.data.index import build_index
 from statechange.inference import load_model
 from statechange.predictions import read_predictions
-from statechange.train import TrainOptions, TrainPaths, train
 from statechange.viz import FIGURE_DPI, FIGURE_SIZE
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("trained")
-    config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=(32,)),
-                         optim=OptimConfig(n_epochs=1, warmup_epochs=0.0, lr=1e-2))
-    paths = TrainPaths(video_roots=(tiny_dataset / "videos",), dataset_root=tiny_dataset / "dataset", output=output)
-    train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
-    return output / "last"
+def checkpoint(tiny_checkpoint: Path) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,7 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
     video = test_videos[0]
     predictor = load_model(run / LAST, device=device, precision=precision)
     prediction = predictor.predict(video.path, video.category)
-    csv_path, png = save_prediction(prediction, predictions, video.video_id)
+    csv_path, png = save_prediction(prediction, predictions, video.video_id, annotation=video.annotation)
     if prediction.triplet:
         initial, action, end = prediction.triplet
         print(f"\n{video.path.name} ({video.category}): initial state at {initial} s, action at {action} s, "

@@ -86,10 +86,20 @@ def _as_labels(labels: ArrayLike) -> np.ndarray:
     return array
 
 
-def _state_pair_precision(labels: np.ndarray, initial_index: int, end_index: int) -> float:
-    """Half a point for an initial-state second, half for an end-state second."""
-    hits = int(labels[initial_index] == ANNOTATION_INITIAL_STATE) + int(labels[end_index] == ANNOTATION_END_STATE)
-    return hits / 2
+CHOSEN_LABELS = (ANNOTATION_INITIAL_STATE, ANNOTATION_ACTION, ANNOTATION_END_STATE)  # what each chosen second must be
+
+
+def seconds_right(labels: ArrayLike, seconds: Sequence[int]) -> tuple[bool, bool, bool]:
+    """Whether each chosen (initial state, action, end state) second lies on a second annotated as such:
+    the rule of every precision@1 (a second past the annotation's end is not right)."""
+    labels = _as_labels(labels)
+    return tuple(bool(0 <= s < len(labels) and labels[s] == code)  # type: ignore[return-value]
+                 for s, code in zip(seconds, CHOSEN_LABELS, strict=True))
+
+
+def _state_pair_precision(right: tuple[bool, bool, bool]) -> float:
+    """Half a point for a right initial-state second, half for a right end-state second."""
+    return (int(right[0]) + int(right[2])) / 2
 
 
 def _state_accuracy(initial: torch.Tensor, end: torch.Tensor, labels: np.ndarray) -> float | None:
@@ -139,13 +149,15 @@ def score_video(
     # best_pair / best_triplet give -1 when the video is too short; the release then keeps its start index 0.
     pair = [max(int(i), 0) for i in best_pair(initial, end)]
     triplet = [max(int(i), 0) for i in best_triplet(initial, action, end, max_distance=None)]
+    separate = seconds_right(labels, (pair[0], action_index, pair[1]))  # each task on its own
+    joint = seconds_right(labels, triplet)  # the causally ordered triplet
     return VideoRecord(
         category=category,
         key=key,
-        state_precision=_state_pair_precision(labels, pair[0], pair[1]),
-        action_precision=float(labels[action_index] == ANNOTATION_ACTION),
-        joint_state_precision=_state_pair_precision(labels, triplet[0], triplet[2]),
-        joint_action_precision=float(labels[triplet[1]] == ANNOTATION_ACTION),
+        state_precision=_state_pair_precision(separate),
+        action_precision=float(separate[1]),
+        joint_state_precision=_state_pair_precision(joint),
+        joint_action_precision=float(joint[1]),
         state_accuracy=_state_accuracy(initial, end, labels),
     )
 

@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-change-threshold", type=float, default=NO_CHANGE_THRESHOLD, metavar="SCORE",
                         help="flag 'no clear state change' when the triplet score (geometric mean of the three "
                         "chosen probabilities) is below this; calibrated on synthetic videos without a change")
+    parser.add_argument("--annotations", type=Path, default=None, metavar="DIR",
+                        help="ChangeIt annotations (<DIR>/<category>/<video_id>.fps1.csv, or a dataset root holding "
+                        "annotations/): the picture of an annotated video shades the annotated seconds and marks "
+                        "each chosen second right or wrong; when not given, pictures show the prediction alone")
     add_categories_option(parser)
     add_runtime_options(parser, precision_default=AUTO_PRECISION)
     parser.set_defaults(func=run)
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from statechange.data.decode import VideoDecodeError
-    from statechange.data.index import expand_video_tree, unique_by_key
+    from statechange.data.index import expand_video_tree, find_annotation_files, unique_by_key
     from statechange.inference import load_model, use_allowed_cores
     from statechange.predictions import SUMMARY_FILE, write_summary
     from statechange.release import parse_categories
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     # one output per category/id: two files with one name would overwrite each other's outputs
     videos = list(unique_by_key(expand_video_tree(args.videos)).values())
     _check_one_output_each(videos, args.category)
+    annotations = find_annotation_files(args.annotations) if args.annotations is not None else {}
     use_allowed_cores()
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size,
                            categories=parse_categories(args.categories))
@@ -90,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             prediction = predictor.predict(video.path, None if category == AUTO else category,
                                            no_change_threshold=args.no_change_threshold)
-            csv_path, png_path = save_prediction(prediction, args.output, video.video_id)
+            csv_path, png_path = save_prediction(prediction, args.output, video.video_id,
+                                                 annotations.get(f"{prediction.category}/{video.video_id}"))
         except VideoDecodeError as error:
             tqdm.write(f"statechange predict: {error}", file=sys.stderr)
             failed += 1
