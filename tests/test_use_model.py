@@ -213,6 +213,8 @@ def test_demo_runs_end_to_end_and_reuses_its_output(tmp_path, capsys):
     assert "chance (uniform random)" in first.out and "picture:" in first.out
     assert set(metrics) >= {"state_precision", "action_precision"}
     assert list((tmp_path / "demo" / "predictions").glob("*/*.png"))
+    (summary,) = (tmp_path / "demo" / "predictions").glob("*/*.json")  # a test video: its picture shows the truth
+    assert set(json.loads(summary.read_text())["annotation"]["right"]) == {"initial_state", "action", "end_state"}
     run_demo(tmp_path / "demo", settings, device="cpu", progress=False)
     second = capsys.readouterr()
     assert "already there" in second.err and "already trained" in second.err
