@@ -214,6 +214,7 @@ def test_demo_runs_end_to_end_and_reuses_its_output(tmp_path, capsys):
     assert set(metrics) >= {"state_precision", "action_precision"}
     assert list((tmp_path / "demo" / "predictions").glob("*/*.png"))
     (summary,) = (tmp_path / "demo" / "predictions").glob("*/*.json")  # a test video: its picture shows the truth
+    assert (tmp_path / "demo" / "report" / "index.html").is_file() and "report of every test video" in first.out
     assert set(json.loads(summary.read_text())["annotation"]["right"]) == {"initial_state", "action", "end_state"}
     run_demo(tmp_path / "demo", settings, device="cpu", progress=False)
     second = capsys.readouterr()

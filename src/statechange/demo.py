@@ -83,7 +83,8 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
 
     stage = _stage(4, "evaluate on the annotated test videos (centre crop), beside chance")
     forward = ForwardSettings(device, resolve_precision(precision, device))
-    result = evaluate_checkpoint(run / LAST, [data / "videos"], data / "dataset", forward, frame_cache=cache)
+    result = evaluate_checkpoint(run / LAST, [data / "videos"], data / "dataset", forward, frame_cache=cache,
+                                 report_dir=output / "report")
     metrics = result.metrics.summary()
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
     chance = chance_metrics(test_videos)
@@ -102,7 +103,8 @@ def run_demo(output: Path, settings: DemoSettings = DemoSettings(), device: str 
         initial, action, end = prediction.triplet
         print(f"\n{video.path.name} ({video.category}): initial state at {initial} s, action at {action} s, "
               f"end state at {end} s; annotated truth in {video.annotation}")
-    print(f"picture: {png}\nper-second probabilities: {csv_path}\ncheckpoint: {run / LAST}")
+    print(f"picture: {png}\nper-second probabilities: {csv_path}\ncheckpoint: {run / LAST}\n"
+          f"report of every test video (open in a browser): {result.report}")
     _say(f"\ndemo finished in {time.time() - started:.0f} s")
     return metrics
 

@@ -14,12 +14,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from statechange import distributed
+from statechange import distributed, report
 from statechange.config import ForwardSettings, FrameConfig
 from statechange.data.cache import EXACT_SOURCE, FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
@@ -41,6 +42,8 @@ class EvaluationResult:
     metrics: MetricsAccumulator
     failed: list[tuple[str, str]] = field(default_factory=list)  # (video key, reason), all ranks
     recipe: str | None = None  # the evaluated checkpoint's training recipe, described (evaluate_checkpoint)
+    report: Path | None = None  # the HTML report (<report_dir>/index.html) when one was asked for
+    report_videos: list[report.ReportVideo] = field(default_factory=list)  # its rows, all ranks
 
 
 VideoInputs = torch.Tensor | np.ndarray  # stored features float32 [T, F], or frames uint8 [T, H, W, 3]
@@ -86,16 +89,20 @@ def evaluate(
     feature_store: FeatureStore | None = None,
     predictions_out: Path | None = None,
     progress: bool = False,
+    report_dir: Path | None = None,
+    report_title: str = "statechange evaluation",
 ) -> EvaluationResult:
     """Score every annotated video once across all ranks; every rank gets the merged result.
 
     The next video is loaded (decoded, or read from the caches) in a background thread while the
-    model runs on the current one.
+    model runs on the current one. ``report_dir``: also write the HTML report there (``report.py``: the
+    metrics beside chance, each video's picture with the annotated truth).
     """
     rank, world_size = distributed.rank_and_world_size()
     model.eval()
     local = MetricsAccumulator()
     failed: list[tuple[str, str]] = []
+    rows: list[report.ReportVideo] = []
     shard = list(videos)[rank::world_size]
     for video in shard:
         if video.annotation is None:
@@ -110,12 +117,23 @@ def evaluate(
         state, action = logits_of(model, inputs, settings)
         initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index,
                                                                            model.config.smoothing_seconds))
-        local.add_video(initial, act, end, read_annotation(video.annotation), video.category, video.key)
+        labels = read_annotation(video.annotation)
+        record = local.add_video(initial, act, end, labels, video.category, video.key)
         if predictions_out is not None:
             write_predictions(prediction_path(predictions_out, video.category, video.video_id), initial, act, end)
+        if report_dir is not None:
+            frames = inputs if isinstance(inputs, np.ndarray) else None  # stored features have no frames to show
+            rows.append(report.add_video(report_dir, video.path, video.category, video.video_id, (initial, act, end),
+                                         labels, record, frames))
     merged = MetricsAccumulator.from_states(distributed.all_gather_objects(local.to_state()))
     all_failed = [item for part in distributed.all_gather_objects(failed) for item in part]
-    return EvaluationResult(merged, all_failed)
+    result = EvaluationResult(merged, all_failed)
+    if report_dir is not None:
+        result.report_videos = [row for part in distributed.all_gather_objects(rows) for row in part]
+        if rank == 0:
+            result.report = report.write_report(report_dir, merged.summary(), chance_summary(videos),
+                                                result.report_videos, report_title, all_failed)
+    return result
 
 
 def _inputs_or_error(video: IndexedVideo, frames_config: FrameConfig, frame_cache: FrameCache | None,
@@ -135,9 +153,10 @@ def evaluate_checkpoint(
     predictions_out: Path | None = None,
     progress: bool = False,
     categories: list[str] | None = None,
+    report_dir: Path | None = None,
 ) -> EvaluationResult:
     """Evaluate a saved checkpoint, or a release ``.pth`` file (``categories`` name its classes), on the
-    annotated videos of a dataset (categories matched by name).
+    annotated videos of a dataset (categories matched by name); ``report_dir``: also write the HTML report.
 
     The crop is the checkpoint's own (``settings.crop`` is replaced by it).
     """
@@ -154,25 +173,43 @@ def evaluate_checkpoint(
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
     frames_config = frames_config_of(loaded)
+    recipe = describe_recipe(recipe_of(loaded), loaded.model)
     model = ready_for_inference(loaded.model, settings.device)
     result = evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
                       frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,
-                      progress=progress)
-    result.recipe = describe_recipe(recipe_of(loaded), loaded.model)
+                      progress=progress, report_dir=report_dir, report_title=f"{checkpoint}: {recipe}")
+    result.recipe = recipe
     return result
 
 
-def chance_metrics(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, float]:
-    """Expected metrics of uniformly random per-second probabilities, scored the same way (mean of draws)."""
+def chance_summary(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, Any]:
+    """Expected ``MetricsAccumulator.summary()`` of uniformly random per-second probabilities, scored the
+    same way (each number the mean of ``draws`` draws), per category too."""
     generator = torch.Generator().manual_seed(seed)
     labels = [(v, read_annotation(v.annotation)) for v in videos if v.annotation is not None]
-    totals: dict[str, float] = {}
+    draws_made = []
     for _ in range(draws):
         accumulator = MetricsAccumulator()
         for video, y in labels:
             initial, action, end = torch.rand(3, len(y), generator=generator)
             accumulator.add_video(initial, action, end, y, video.category, video.key)
-        for key, value in accumulator.summary().items():
-            if isinstance(value, float):
-                totals[key] = totals.get(key, 0.0) + value / draws
-    return totals
+        draws_made.append(accumulator.summary())
+    return _mean_of_summaries(draws_made)
+
+
+def chance_metrics(videos: Sequence[IndexedVideo], draws: int = 20, seed: int = 0) -> dict[str, float]:
+    """The overall metrics of ``chance_summary`` (those that are numbers)."""
+    return {k: v for k, v in chance_summary(videos, draws, seed).items() if isinstance(v, float)}
+
+
+def _mean_of_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each float of the summaries averaged (nested dicts alike); other values from the first."""
+    mean: dict[str, Any] = {}
+    for key, value in summaries[0].items():
+        if isinstance(value, dict):
+            mean[key] = _mean_of_summaries([s[key] for s in summaries])
+        elif isinstance(value, float):
+            mean[key] = sum(s[key] for s in summaries) / len(summaries)
+        else:
+            mean[key] = value
+    return mean

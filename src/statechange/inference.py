@@ -266,6 +266,22 @@ class Prediction:
     category_ranking: list[tuple[str, float]] | None = None  # (category, triplet score), best first; auto only
     no_change_threshold: float = NO_CHANGE_THRESHOLD
 
+    @classmethod
+    def from_curves(cls, video: str, category: str, initial: torch.Tensor, action: torch.Tensor, end: torch.Tensor,
+                    frames: Frames | None = None, no_change_threshold: float = NO_CHANGE_THRESHOLD) -> Prediction:
+        """The prediction made of one category's curves [T] (e.g. those of evaluation): the triplet decoded
+        as ``predict`` does (no distance limit) and its score; ``frames`` uint8 [T, H, W, 3] give the picture's."""
+        curves = [torch.as_tensor(c, dtype=torch.float32).cpu()[None] for c in (initial, action, end)]  # [1, T] each
+        triplets = best_triplet(*curves, max_distance=None)  # [1, 3]
+        found = bool(triplets[0, 0] >= 0)
+        triplet = tuple(int(s) for s in triplets[0]) if found else None
+        return cls(video=video, category=category, initial_state=curves[0][0].numpy(), action=curves[1][0].numpy(),
+                   end_state=curves[2][0].numpy(), triplet=triplet,  # type: ignore[arg-type]
+                   triplet_frames=None if triplet is None or frames is None else [
+                       np.asarray(frames[s]) for s in triplet],
+                   triplet_score=float(triplet_scores(*curves, triplets)[0]) if found else None,
+                   no_change_threshold=no_change_threshold)
+
     @property
     def no_clear_change(self) -> bool:
         """True when the triplet score is below the threshold (or the video is too short for a triplet)."""

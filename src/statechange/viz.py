@@ -68,7 +68,7 @@ def prediction_figure(prediction: Prediction, images: Sequence[np.ndarray] | Non
             second = triplet[column]
             probability = float(getattr(prediction, attribute)[second])
             verdict = "" if right is None else (" - right" if right[column] else " - wrong")
-            axis.set_title(f"{label}: {_clock(second)}  (p = {probability:.2f}){verdict}", color=colour, fontsize=11)
+            axis.set_title(f"{label}: {clock(second)}  (p = {probability:.2f}){verdict}", color=colour, fontsize=11)
         else:
             axis.set_title(f"{label}: video too short", fontsize=11)
         for spine in axis.spines.values():
@@ -127,7 +127,7 @@ def _draw_timeline(timeline: Axes, prediction: Prediction, annotation: np.ndarra
     timeline.set_xlim(-0.5, max(prediction.duration, 2) - 0.5)
     timeline.set_ylim(0, 1.02)
     timeline.xaxis.set_major_locator(MaxNLocator(nbins=12, steps=list(TIME_TICK_STEPS), integer=True))
-    timeline.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _clock(round(value)) if value >= 0 else ""))
+    timeline.xaxis.set_major_formatter(FuncFormatter(lambda value, _: clock(round(value)) if value >= 0 else ""))
     timeline.set_xlabel("time (m:ss)")
     timeline.set_ylabel("probability")
     timeline.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False,
@@ -173,7 +173,8 @@ def _sureness(prediction: Prediction) -> str:
     return f"  (triplet score {prediction.triplet_score:.2f}{flag})"
 
 
-def _clock(second: int) -> str:
+def clock(second: int) -> str:
+    """A second as m:ss (h:mm:ss from an hour on), as the time axis and the report write it."""
     minutes, seconds = divmod(int(second), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--predictions-out", type=Path, default=None, metavar="DIR",
                         help="also write per-second prediction files (<DIR>/<category>/<video_id>.csv); when not "
                         "given, none are written")
+    parser.add_argument("--report", type=Path, default=None, metavar="DIR",
+                        help="also write an HTML report to DIR/index.html (viewable offline; the folder moves as a "
+                        "whole): the per-category table beside chance and one row per test video with its picture, "
+                        "the annotated seconds shaded and each chosen second marked right or wrong; rows sort by "
+                        "category and by correctness; when not given, no report is written")
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
     add_categories_option(parser)
     add_runtime_options(parser, precision_default="fp32")  # fp32 by default, as the release
@@ -62,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.video_roots, choice.root, forward_settings(args, context.device),
             frame_cache=args.cache, predictions_out=args.predictions_out,
             progress=context.is_main and not args.no_progress, categories=parse_categories(args.categories),
+            report_dir=args.report,
         )
     finally:
         distributed.cleanup()
@@ -81,4 +87,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{args.checkpoint}: {result.recipe}")
             print(result.metrics.format_table())
+            if result.report is not None:
+                print(f"report: {result.report}")
     return 0
