@@ -146,12 +146,19 @@ def test_each_rows_marks_and_picture_follow_the_metric(evaluated):
                                        atol=6)
 
 
-def test_python_api_writes_the_same_report(tiny_checkpoint, tiny_dataset, tmp_path):
-    result = evaluate_checkpoint(tiny_checkpoint, [tiny_dataset / "videos"], tiny_dataset / "dataset",
+def test_python_api_writes_the_report_and_lists_an_unreadable_video(tiny_checkpoint, tiny_dataset, tmp_path):
+    videos = tmp_path / "videos"
+    shutil.copytree(tiny_dataset / "videos", videos)
+    broken = build_index([videos], tiny_dataset / "dataset").test[-1]
+    broken.path.write_bytes(b"not a video")
+    result = evaluate_checkpoint(tiny_checkpoint, [videos], tiny_dataset / "dataset",
                                  ForwardSettings("cpu", "fp32"), report_dir=tmp_path / "report")
     assert result.report == tmp_path / "report" / "index.html" and result.report.is_file()
     records = {r.key: r for r in result.metrics.records}
-    assert len(result.report_videos) == len(records)
+    assert len(result.report_videos) == len(records) and broken.key not in records
+    page = parse(result.report)
+    assert broken.video_id not in {row["video"] for row in page.rows}
+    assert f"{broken.key}: " in result.report.read_text()  # named among the videos not scored, with the reason
     for video in result.report_videos:
         record = records[f"{video.category}/{video.video_id}"]
         assert float(video.right[1]) == record.joint_action_precision
@@ -182,16 +189,18 @@ window.addEventListener("load", function () {
 </script>"""
 
 
-def chromium(*args: str) -> subprocess.CompletedProcess:
+def chromium(profile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with a throw-away profile (``--no-sandbox``: tests may run as root)."""
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--virtual-time-budget=10000", *args], capture_output=True, text=True, timeout=120)
+                           f"--user-data-dir={profile}", "--virtual-time-budget=10000", *args],
+                          capture_output=True, text=True, timeout=120)
 
 
-def rendered(report: Path) -> dict:
+def rendered(report: Path, profile: Path) -> dict:
     """What the probe saw in Chromium's DOM after the page's JavaScript ran."""
     probe = report / "probe.html"
     probe.write_text((report / "index.html").read_text().replace("</body>", PROBE + "</body>"))
-    dom = chromium("--dump-dom", probe.as_uri()).stdout
+    dom = chromium(profile, "--dump-dom", probe.as_uri()).stdout
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL)
     assert found, f"the probe did not run; Chromium printed: {dom[:500]}"
     return json.loads(html.unescape(found.group(1)))
@@ -201,7 +210,7 @@ def rendered(report: Path) -> dict:
 def test_chromium_renders_the_tables_loads_every_picture_and_sorts(evaluated, tmp_path):
     report = tmp_path / "report"
     shutil.copytree(evaluated["report"], report)  # the folder moves as a whole
-    seen = rendered(report)
+    seen = rendered(report, tmp_path / "profile")
     n_videos = len(parse(report / "index.html").rows)
     assert seen["metric_rows"] == len({row["category"] for row in parse(report / "index.html").rows}) + 1
     assert len(seen["initial"]) == n_videos and seen["widths"] == [1200] * n_videos  # every picture decoded
@@ -218,7 +227,7 @@ def test_chromium_renders_the_tables_loads_every_picture_and_sorts(evaluated, tm
 @needs_chromium
 def test_chromium_screenshot_shows_the_report(evaluated, tmp_path):
     screenshot = tmp_path / "report.png"
-    result = chromium(f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={screenshot}",
+    result = chromium(tmp_path / "profile", f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--screenshot={screenshot}",
                       (evaluated["report"] / "index.html").as_uri())
     assert screenshot.is_file() and screenshot.stat().st_size > 20_000, result.stderr[-500:]
     with Image.open(screenshot) as image:
