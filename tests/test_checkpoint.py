@@ -88,6 +88,8 @@ def test_model_file_alone_describes_the_checkpoint(tmp_path):
     assert config["backbone"] == TINY_BACKBONE and config["feature_dim"] == model.feature_dim
     assert config["model"] == to_dict(TINY) | {"hidden_sizes": [16]}
     assert config["categories"] == CATEGORIES and config["metadata"] == {"epoch": 1}
+    checksums = config.pop("xxh3_128")  # config.json alone records the files' checksums (a file cannot hold its own)
+    assert set(checksums) == {"model.safetensors"}
     with safe_open(str(directory / "model.safetensors"), framework="pt") as file:
         assert json.loads(file.metadata()["statechange"]) == config
 

@@ -3,7 +3,8 @@
     <directory>/
         model.safetensors   every model weight; the header metadata repeats config.json
         config.json         format name and version, ModelConfig, categories, backbone, feature_dim,
-                            and the caller's metadata (training config, epoch, metrics...)
+                            the caller's metadata (training config, epoch, metrics...), and the checksums
+                            of the two other files (``checksums.ALGORITHM``), checked when they are loaded
         training_state.pt   optional: optimiser / scheduler / RNG / epoch, plain data only
                             (torch.save; loads with torch.load(weights_only=True))
 
@@ -28,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from statechange import __version__
 from statechange._io import atomic_directory, interrupted_directory, replaced_path, staging_path
+from statechange.checksums import ALGORITHM, file_checksum, verified_while_loading
 from statechange.config import ModelConfig, from_dict, to_dict
 from statechange.errors import StateChangeError, first_line
 from statechange.model import StateChangeModel, init_model
@@ -37,6 +39,7 @@ CHECKPOINT_FORMAT_VERSION = 1
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TRAINING_STATE_FILE = "training_state.pt"
+CHECKSUMS_KEY = ALGORITHM  # config.json only: file name -> checksum of model.safetensors and training_state.pt
 HEADER_KEY = "statechange"  # safetensors header metadata key holding config.json's content
 INIT_SEED = 0  # when a random init precedes loading (rare, see model_from_weights); fixed: leaves the RNG alone
 
@@ -80,9 +83,11 @@ def save_checkpoint(
 
     with atomic_directory(directory) as staging:
         _write_model_file(staging / MODEL_FILE, model, config_text)
-        (staging / CONFIG_FILE).write_bytes(config_text.encode())
         if training_state is not None:
             torch.save(training_state, staging / TRAINING_STATE_FILE)
+        checksums = {file.name: file_checksum(file) for file in (staging / MODEL_FILE, staging / TRAINING_STATE_FILE)
+                     if file.exists()}
+        (staging / CONFIG_FILE).write_bytes(json.dumps({**config, CHECKSUMS_KEY: checksums}, indent=2).encode())
     return directory
 
 
@@ -144,14 +149,15 @@ def load_checkpoint(
     config = read_checkpoint_config(model_file)
     model_config = _model_config(model_file, config)
     categories = list(config["categories"])
-    model = model_from_weights(model_file, model_config, len(categories), load_file(str(model_file)))
+    with verified_while_loading(model_file, _recorded_checksum(model_file), _damaged):  # hashed as the model is built
+        model = model_from_weights(model_file, model_config, len(categories), load_file(str(model_file)))
     if model.feature_dim != config["feature_dim"]:
         raise CheckpointError(f"{model_file} says feature_dim {config['feature_dim']} but its backbone gives "
                               f"{model.feature_dim}; the checkpoint was written by an incompatible version.")
     training_state = None
     training_file = model_file.parent / TRAINING_STATE_FILE
     if load_training_state and model_file.name == MODEL_FILE and training_file.exists():
-        training_state = torch.load(training_file, map_location="cpu", weights_only=True)
+        training_state = _load_training_state(training_file)
     model.to(device if device is not None else "cpu").eval()
     return LoadedCheckpoint(
         model=model,
@@ -219,7 +225,43 @@ def read_checkpoint_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All weights of a checkpoint (keys ``backbone.*``, ``state_head.*``, ``action_head.*``) on the CPU."""
     model_file = _model_file(Path(path))
     read_checkpoint_config(model_file)
-    return load_file(str(model_file))
+    with verified_while_loading(model_file, _recorded_checksum(model_file), _damaged):
+        return load_file(str(model_file))
+
+
+def _load_training_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's training state (plain data only), checked against its recorded checksum."""
+    with verified_while_loading(path, _recorded_checksum(path), _damaged):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch.load raises many types for a file that is not its own
+            raise CheckpointError(
+                f"{path} is not a statechange training state ({first_line(error)}); remove it or resume from a "
+                "checkpoint written by statechange train."
+            ) from None
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(f"{path} is not a statechange training state (it holds no epoch); remove it or "
+                              "resume from a checkpoint written by statechange train.")
+    return state
+
+
+def _damaged(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is damaged: its checksum differs from the one {path.parent / CONFIG_FILE} recorded when it was "
+        "saved; use another checkpoint (e.g. best or last) or train again."
+    )
+
+
+def _recorded_checksum(path: Path) -> str | None:
+    """The checksum config.json recorded for a file of its checkpoint; None for checkpoints from before checksums
+    and lone model files (they are not checked)."""
+    try:
+        content = json.loads((path.parent / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    checksums = content.get(CHECKSUMS_KEY) if isinstance(content, dict) else None
+    recorded = checksums.get(path.name) if isinstance(checksums, dict) else None
+    return recorded if isinstance(recorded, str) else None
 
 
 def find_checkpoint(path: str | Path) -> Path | None:

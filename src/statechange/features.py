@@ -9,7 +9,8 @@ the frame settings, the precision and the device type, then per video by its fra
 backbone, precision or frame source never reads stale features.
 
 Layout: ``<root>/<fingerprint>/<frame source>/<category>/<video_id>.safetensors`` holding ``features``
-float32 [T, F] and, in the header, the source video's size and modification time.
+float32 [T, F] and, in the header, the source video's size and modification time and the features'
+checksum (``checksums``), checked on every read: damaged features are computed again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +30,7 @@ from safetensors.torch import save
 from tqdm import tqdm
 
 from statechange._io import write_bytes
+from statechange.checksums import ALGORITHM, checksum
 from statechange.config import ForwardSettings, FrameConfig
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import VideoFile
@@ -38,6 +41,7 @@ from statechange.model import StateChangeModel
 V = TypeVar("V")  # a video, as the caller names it
 
 FEATURE_FORMAT_VERSION = 1
+FEATURES_CHECKSUM = f"features_{ALGORITHM}"  # header: checksum of the features' bytes, checked on every read
 
 
 def backbone_fingerprint(
@@ -55,6 +59,11 @@ def backbone_fingerprint(
     return digest.hexdigest()[:16]
 
 
+def _checksum(features: torch.Tensor) -> str:
+    """The checksum of a float32 [T, F] CPU tensor's bytes."""
+    return checksum(features.contiguous().numpy().reshape(-1).view(np.uint8))
+
+
 def _source_stamp(path: Path) -> dict[str, str]:
     stat = path.stat()
     return {"source_size": str(stat.st_size), "source_mtime_ns": str(stat.st_mtime_ns)}
@@ -70,25 +79,34 @@ class FeatureStore:
         return self.directory / frame_source / video.category / f"{video.video_id}.safetensors"
 
     def get(self, video: VideoFile, frame_source: str) -> torch.Tensor | None:
-        """Features [T, F] of the video's frames from ``frame_source``, or None when absent, unreadable
-        or made from another file."""
+        """Features [T, F] of the video's frames from ``frame_source``, or None when absent, unreadable,
+        made from another file or damaged (their checksum differs: a warning, and the caller computes them
+        again)."""
         path = self.path_for(video, frame_source)
         if not path.exists():
             return None
         try:
             with safe_open(path, framework="pt") as file:
-                if file.metadata() != _source_stamp(video.path):
+                stamp = dict(file.metadata() or {})
+                expected = stamp.pop(FEATURES_CHECKSUM, None)
+                if stamp != _source_stamp(video.path):
                     return None
-                return file.get_tensor("features")
+                features = file.get_tensor("features")
         except (OSError, ValueError, KeyError, SafetensorError):
             return None
+        if expected is not None and _checksum(features) != expected:
+            warnings.warn(f"Ignoring damaged stored features {path} (they differ from their checksum); "
+                          "they are computed again.", stacklevel=2)
+            return None
+        return features
 
     def put(self, video: VideoFile, features: torch.Tensor, frame_source: str) -> None:
         """Store features [T, F] of frames from ``frame_source`` atomically (a temporary file renamed into place)."""
         path = self.path_for(video, frame_source)
         path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {"features": features.detach().float().cpu().contiguous()}
-        write_bytes(path, save(tensors, _source_stamp(video.path)))  # in memory: no temporary file of safetensors
+        metadata = {**_source_stamp(video.path), FEATURES_CHECKSUM: _checksum(tensors["features"])}
+        write_bytes(path, save(tensors, metadata))  # in memory: no temporary file of safetensors
 
 
 def compute_features(model: StateChangeModel, videos: Sequence[V], load: Callable[[V], np.ndarray],

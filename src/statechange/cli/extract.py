@@ -81,5 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if summary.failed:
         line += f" (listed in {args.cache / FAILURES_FILE})"
     print(line)
+    for entry in summary.damaged:
+        print(f"extract: rebuilt the damaged cache entry {entry} (its images did not match their checksum)")
     nothing_extracted = summary.done == 0 and summary.skipped == 0
     return 1 if nothing_extracted and summary.failed else 0

@@ -59,6 +59,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from statechange._io import TEMP_SUFFIX, atomic_write, remove_abandoned, temp_files, write_text
+from statechange.checksums import ALGORITHM, checksum, incremental_checksum
 from statechange.config import DEFAULT_CACHE_QUALITY, JPEG_QUALITY, LOSSLESS
 from statechange.data.decode import DEFAULT_FPS, DEFAULT_SIZE, VideoDecodeError, decode_video, iter_frame_chunks
 from statechange.data.index import VideoFile
@@ -70,6 +71,8 @@ PNG_COMPRESS_LEVEL = 1  # zlib level of lossless entries: the fastest, the files
 EXACT_SOURCE = "exact"  # frame source of frames identical to direct decoding (decoded, or a lossless entry)
 CacheQuality = int | str  # a JPEG quality 1-95, or LOSSLESS
 DEFAULT_QUALITY: CacheQuality = DEFAULT_CACHE_QUALITY
+FRAMES_CHECKSUM = f"frames_{ALGORITHM}"  # index header: checksum of an entry's images
+MISSING, STALE, DAMAGED, FRESH = "missing", "stale", "damaged", "fresh"  # FrameCache.entry_state
 LOCK_FILE = ".extract.lock"  # held by the one extraction writing the cache
 MEAN_ABS_ERROR_BOUND = 3.0  # grey levels, cached vs directly decoded frames (measured: about 2)
 
@@ -116,10 +119,10 @@ class FrameCache:
         path = self.path_for(video)
         try:
             data = path.read_bytes()
-            index_position = _index_position(data)
-            info = _parse_index(memoryview(data)[index_position:], index_position)
+            info = _parse_entry(data)
             if not _matches(info.header, video, fps, size) or (exact and _source_of(info.header) != EXACT_SOURCE):
                 return None
+            _check_frames(data, info)
             return _decode_frames(data, info)
         except FileNotFoundError:
             return None
@@ -134,14 +137,41 @@ class FrameCache:
         size: tuple[int, int] = DEFAULT_SIZE,
         quality: CacheQuality | None = None,
     ) -> bool:
-        """Whether a usable entry exists (stored at ``quality``, when given), reading only its index."""
-        source = self.source_of(video, fps, size)
-        return source is not None and (quality is None or source == frame_source_of(quality))
+        """Whether a usable entry exists (stored at ``quality``, when given; its images are checked against
+        their checksum, not decoded)."""
+        return self.entry_state(video, fps, size, quality) == FRESH
+
+    def entry_state(
+        self,
+        video: VideoFile,
+        fps: float = DEFAULT_FPS,
+        size: tuple[int, int] = DEFAULT_SIZE,
+        quality: CacheQuality | None = None,
+    ) -> str:
+        """MISSING, STALE (made from another file, with other settings, or at another ``quality`` than the one
+        given), DAMAGED (unreadable, or its images differ from their checksum) or FRESH."""
+        try:
+            data = self.path_for(video).read_bytes()
+        except FileNotFoundError:
+            return MISSING
+        except OSError:
+            return DAMAGED
+        try:
+            info = _parse_entry(data)
+            if not _matches(info.header, video, fps, size) or (
+                quality is not None and _source_of(info.header) != frame_source_of(quality)
+            ):
+                return STALE
+            _check_frames(data, info)
+        except _UnreadableEntry:
+            return DAMAGED
+        return FRESH
 
     def source_of(
         self, video: VideoFile, fps: float = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE
     ) -> str | None:
-        """The frame source of a fresh entry (``EXACT_SOURCE`` or ``"jpeg-q<quality>"``), None without one."""
+        """The frame source of a fresh entry (``EXACT_SOURCE`` or ``"jpeg-q<quality>"``), None without one
+        (reading only its index)."""
         try:
             info = _read_index(self.path_for(video))
         except (OSError, _UnreadableEntry):
@@ -251,6 +281,7 @@ class ExtractSummary:
     done: int = 0  # entries written
     skipped: int = 0  # entries already fresh
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video path, error)
+    damaged: list[str] = field(default_factory=list)  # entries found damaged (and rebuilt)
 
     @property
     def failed(self) -> int:
@@ -312,10 +343,13 @@ def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers
     summary = ExtractSummary()
     todo = []
     for video in videos:
-        if cache.is_fresh(video, settings.fps, settings.size, settings.quality_for(video)):
+        state = cache.entry_state(video, settings.fps, settings.size, settings.quality_for(video))
+        if state == FRESH:
             summary.skipped += 1
         else:
             todo.append(video)
+        if state == DAMAGED:
+            summary.damaged.append(str(cache.path_for(video)))
     bar = tqdm(total=len(videos), initial=summary.skipped, unit="video", desc="extract", disable=not progress)
     bar.set_postfix(done=0, skipped=summary.skipped, failed=0)
     try:
@@ -460,6 +494,7 @@ def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: 
     file.write(_PREAMBLE.pack(_MAGIC, 0))
     offsets = [file.tell()]
     frame_shape = None
+    digest = incremental_checksum()  # of the images, checked on every read
     for chunk in chunks:
         if chunk.dtype != np.uint8 or chunk.ndim != 4 or chunk.shape[-1] != 3:
             raise ValueError(f"Frames must be uint8 [T, H, W, 3], got {chunk.dtype} {list(chunk.shape)}.")
@@ -468,12 +503,14 @@ def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: 
         frame_shape = chunk.shape[1:]
         for image in _encode_images(chunk, header):
             file.write(image)
+            digest.update(image)
             offsets.append(file.tell())
     if frame_shape is None or len(offsets) == 1:
         raise ValueError("Cannot cache a video without frames.")
     index_position = offsets[-1]
     height, width = frame_shape[0], frame_shape[1]
-    header = {**header, "width": width, "height": height, "n_frames": len(offsets) - 1}
+    header = {**header, "width": width, "height": height, "n_frames": len(offsets) - 1,
+              FRAMES_CHECKSUM: digest.hexdigest()}
     header_bytes = json.dumps(header).encode("utf-8")
     file.write(_HEADER_LENGTH.pack(len(header_bytes)))
     file.write(header_bytes)
@@ -544,6 +581,15 @@ def _source_of(header: dict[str, Any]) -> str:
     return EXACT_SOURCE if header.get("codec") == "png" else f"jpeg-q{header.get('quality')}"
 
 
+def _check_frames(data: bytes, info: _EntryInfo) -> None:
+    """Raise ``_UnreadableEntry`` when the images differ from the checksum in the index (entries written
+    before checksums have none and are not checked)."""
+    expected = info.header.get(FRAMES_CHECKSUM)
+    images = memoryview(data)[int(info.offsets[0]) : int(info.offsets[-1])]
+    if expected is not None and checksum(images) != expected:
+        raise _UnreadableEntry("damaged: its images differ from their checksum")
+
+
 def _decode_frames(data: bytes, info: _EntryInfo) -> np.ndarray:
     """Decode every image of an entry into uint8 [T, H, W, 3]."""
     header, offsets = info.header, info.offsets
@@ -571,6 +617,12 @@ def _matches(header: dict[str, Any], video: VideoFile, fps: float, size: tuple[i
         and header.get("fps") == fps
         and (header.get("width"), header.get("height")) == tuple(size)
     )
+
+
+def _parse_entry(data: bytes) -> _EntryInfo:
+    """The index of a whole entry read into memory."""
+    index_position = _index_position(data)
+    return _parse_index(memoryview(data)[index_position:], index_position)
 
 
 def _read_index(path: Path) -> _EntryInfo:
