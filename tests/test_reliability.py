@@ -167,7 +167,7 @@ def test_a_second_extract_on_a_busy_cache_is_refused_and_the_first_reports_no_fa
     assert f"Another statechange extract is writing to the frame cache {cache}" in second_err
     assert first.returncode == 0, err
     assert "180 videos: 180 extracted, 0 already cached, 0 failed" in out
-    assert (cache / "failures.csv").read_text() == "path,error\n"
+    assert (cache / "failures.csv").read_text() == "path,status,error\n"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,7 +80,12 @@ def run(args: argparse.Namespace) -> int:
     )
     if summary.failed:
         line += f" (listed in {args.cache / FAILURES_FILE})"
+    if summary.partial:
+        line += (f"; {len(summary.partial)} cached but ending early, probably cut off (listed as partial in "
+                 f"{args.cache / FAILURES_FILE})")
     print(line)
+    for _, message in summary.partial:
+        print(f"extract: {message}")
     for entry in summary.damaged:
         print(f"extract: rebuilt the damaged cache entry {entry} (its images did not match their checksum)")
     nothing_extracted = summary.done == 0 and summary.skipped == 0

@@ -21,7 +21,8 @@ Entry layout (little-endian)::
     [8, 16)     uint64: file position of the index
     [16, ...)   the JPEG or PNG images, back to back
     index:      uint32 header length, header (UTF-8 JSON: source size and mtime, fps, width,
-                height, n_frames, codec "jpeg" with its quality or "png"), (n_frames + 1) uint64
+                height, n_frames, codec "jpeg" with its quality or "png", the images' checksum,
+                and for a video that ends early "partial"), (n_frames + 1) uint64
                 offsets: frame i is the bytes [offsets[i], offsets[i + 1])
 
 An entry is fresh while its source file has the size and modification time recorded in it and
@@ -61,12 +62,23 @@ from tqdm import tqdm
 from statechange._io import TEMP_SUFFIX, atomic_write, remove_abandoned, temp_files, write_text
 from statechange.checksums import ALGORITHM, checksum, incremental_checksum
 from statechange.config import DEFAULT_CACHE_QUALITY, JPEG_QUALITY, LOSSLESS
-from statechange.data.decode import DEFAULT_FPS, DEFAULT_SIZE, VideoDecodeError, decode_video, iter_frame_chunks
+from statechange.data.decode import (
+    DEFAULT_FPS,
+    DEFAULT_SIZE,
+    DecodeReport,
+    VideoDecodeError,
+    decode_video,
+    iter_frame_chunks,
+    partial_video_message,
+    warn_partial_video,
+)
 from statechange.data.index import VideoFile
 from statechange.errors import StateChangeError
 
 CACHE_SUFFIX = ".frames"
 FAILURES_FILE = "failures.csv"
+FAILED, PARTIAL = "failed", "partial"  # statuses in failures.csv: not cached / cached but ending early
+PARTIAL_KEY = "partial"  # index header of a video that ends early: {"decoded_seconds", "declared_seconds"}
 PNG_COMPRESS_LEVEL = 1  # zlib level of lossless entries: the fastest, the files barely shrink beyond it
 EXACT_SOURCE = "exact"  # frame source of frames identical to direct decoding (decoded, or a lossless entry)
 CacheQuality = int | str  # a JPEG quality 1-95, or LOSSLESS
@@ -123,12 +135,27 @@ class FrameCache:
             if not _matches(info.header, video, fps, size) or (exact and _source_of(info.header) != EXACT_SOURCE):
                 return None
             _check_frames(data, info)
-            return _decode_frames(data, info)
+            frames = _decode_frames(data, info)
         except FileNotFoundError:
             return None
         except (_UnreadableEntry, OSError, ValueError) as error:
             warnings.warn(f"Ignoring unreadable frame cache entry {path} ({error}).", stacklevel=2)
             return None
+        partial = info.header.get(PARTIAL_KEY)
+        if partial:  # the video ends early: said wherever its frames are used, as decoding it says
+            warn_partial_video(video.path, partial["decoded_seconds"], partial["declared_seconds"], stacklevel=2)
+        return frames
+
+    def partial_message(self, video: VideoFile) -> str | None:
+        """Why the video of an entry ends early (one sentence), None when it does not or has no readable entry;
+        reads only the index."""
+        try:
+            partial = _read_index(self.path_for(video)).header.get(PARTIAL_KEY)
+        except (OSError, _UnreadableEntry):
+            return None
+        if not partial:
+            return None
+        return partial_video_message(video.path, partial["decoded_seconds"], partial["declared_seconds"])
 
     def is_fresh(
         self,
@@ -199,15 +226,17 @@ class FrameCache:
         fps: float = DEFAULT_FPS,
         source_stat: os.stat_result | None = None,
         quality: CacheQuality = JPEG_QUALITY,
+        report: DecodeReport | None = None,
     ) -> Path:
-        """Like ``put``, from chunks uint8 [t, H, W, 3] consumed one at a time (bounded memory)."""
+        """Like ``put``, from chunks uint8 [t, H, W, 3] consumed one at a time (bounded memory). ``report``,
+        filled by the decoder once the chunks are exhausted, marks the entry of a video that ends early."""
         check_quality(quality)
         if source_stat is None:
             source_stat = os.stat(video.path)
         final = self.path_for(video)
         final.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(final) as file:
-            _write_entry(file, chunks, _source_header(source_stat, fps, quality))
+            _write_entry(file, chunks, _source_header(source_stat, fps, quality), report)
         return final
 
     def remove_temp_files(self) -> int:
@@ -281,6 +310,7 @@ class ExtractSummary:
     done: int = 0  # entries written
     skipped: int = 0  # entries already fresh
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video path, error)
+    partial: list[tuple[str, str]] = field(default_factory=list)  # (video path, why): cached, but it ends early
     damaged: list[str] = field(default_factory=list)  # entries found damaged (and rebuilt)
 
     @property
@@ -302,8 +332,9 @@ def extract_videos(
 
     Entries are stored at ``quality``, except those of the videos whose key is in ``lossless_keys``
     (the annotated videos: evaluation reads only exact frames), stored losslessly. Fresh entries
-    (of the quality asked for) are skipped, others rebuilt. Videos that cannot be decoded are listed in
-    ``<cache_root>/failures.csv`` (rewritten each run). With ``workers`` > 1 each video is
+    (of the quality asked for) are skipped, others rebuilt (damaged ones too, listed in ``damaged``).
+    Videos that cannot be decoded are listed in ``<cache_root>/failures.csv`` (rewritten each run) as
+    ``failed``, with those cached but ending early (truncated files) as ``partial``. With ``workers`` > 1 each video is
     decoded and written by a worker process; one that dies (killed, out of memory) has its
     videos retried, each alone, and a video that kills its worker again is recorded as failed.
     Worker processes re-import the main module: call this under ``if __name__ == "__main__":``
@@ -346,6 +377,7 @@ def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers
         state = cache.entry_state(video, settings.fps, settings.size, settings.quality_for(video))
         if state == FRESH:
             summary.skipped += 1
+            _note_partial(cache, video, summary)
         else:
             todo.append(video)
         if state == DAMAGED:
@@ -361,14 +393,22 @@ def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers
         for video, error in results:
             if error is None:
                 summary.done += 1
+                _note_partial(cache, video, summary)
             else:
                 summary.failures.append((str(video.path), error))
             bar.update(1)
             bar.set_postfix(done=summary.done, skipped=summary.skipped, failed=summary.failed)
     finally:
         bar.close()
-        _write_failures(cache.root / FAILURES_FILE, summary.failures)
+        _write_failures(cache.root / FAILURES_FILE, summary)
     return summary
+
+
+def _note_partial(cache: FrameCache, video: VideoFile, summary: ExtractSummary) -> None:
+    """List a cached video in ``summary.partial`` when its entry says it ends early."""
+    message = cache.partial_message(video)
+    if message is not None:
+        summary.partial.append((str(video.path), message))
 
 
 @dataclass(frozen=True)
@@ -388,9 +428,11 @@ def _extract_one(video: VideoFile, cache_root: str | Path, settings: _ExtractSet
     """Decode one video into the cache; returns None on success, else why it failed."""
     try:
         source_stat = os.stat(video.path)  # before decoding: a file changed meanwhile reads as stale
-        chunks = iter_frame_chunks(video.path, _EXTRACT_CHUNK_FRAMES, fps=settings.fps, size=settings.size)
+        report = DecodeReport()  # an entry of a video that ends early says so (no warning from a worker)
+        chunks = iter_frame_chunks(video.path, _EXTRACT_CHUNK_FRAMES, fps=settings.fps, size=settings.size,
+                                   report=report)
         FrameCache(cache_root).put_chunks(video, chunks, fps=settings.fps, source_stat=source_stat,
-                                          quality=settings.quality_for(video))
+                                          quality=settings.quality_for(video), report=report)
     except VideoDecodeError as error:
         return error.reason
     except FileNotFoundError:
@@ -400,12 +442,14 @@ def _extract_one(video: VideoFile, cache_root: str | Path, settings: _ExtractSet
     return None
 
 
-def _write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
-    """Write ``path,error`` rows (header included) atomically."""
+def _write_failures(path: Path, summary: ExtractSummary) -> None:
+    """Write ``path,status,error`` rows (header included) atomically: the videos that failed (FAILED) and
+    those cached but ending early (PARTIAL)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["path", "error"])
-    writer.writerows(failures)
+    writer.writerow(["path", "status", "error"])
+    writer.writerows((video, FAILED, error) for video, error in summary.failures)
+    writer.writerows((video, PARTIAL, why) for video, why in summary.partial)
     write_text(path, text.getvalue())
 
 
@@ -489,8 +533,10 @@ def _source_header(source_stat: os.stat_result, fps: float, quality: CacheQualit
     }
 
 
-def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: dict[str, Any]) -> None:
-    """Write the preamble, the JPEG images of every chunk, then the index."""
+def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: dict[str, Any],
+                 report: DecodeReport | None = None) -> None:
+    """Write the preamble, the JPEG images of every chunk, then the index (marking a video that ``report``
+    says ends early)."""
     file.write(_PREAMBLE.pack(_MAGIC, 0))
     offsets = [file.tell()]
     frame_shape = None
@@ -511,6 +557,8 @@ def _write_entry(file: io.BufferedWriter, chunks: Iterable[np.ndarray], header: 
     height, width = frame_shape[0], frame_shape[1]
     header = {**header, "width": width, "height": height, "n_frames": len(offsets) - 1,
               FRAMES_CHECKSUM: digest.hexdigest()}
+    if report is not None and report.ends_early:
+        header[PARTIAL_KEY] = {"decoded_seconds": report.decoded_seconds, "declared_seconds": report.declared_seconds}
     header_bytes = json.dumps(header).encode("utf-8")
     file.write(_HEADER_LENGTH.pack(len(header_bytes)))
     file.write(header_bytes)

@@ -18,12 +18,16 @@ gives, because they come out of FFmpeg's own filters, fed the way the ``ffmpeg``
 Memory is bounded by the 1-fps output: packets are decoded one at a time and filtered frames are
 pulled as soon as the filters release them. Like ``ffmpeg``, a damaged packet is skipped and a
 truncated file gives the frames before the damage; a file that gives no frame at all raises
-``VideoDecodeError``.
+``VideoDecodeError``. A file whose frames end well before the duration its header declares (a
+download cut off: a faststart mp4 or a webm keeps its header) still gives its frames, and decoding
+it to the end says so: a ``PartialVideoWarning`` naming the file, or a filled ``DecodeReport``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,6 +45,8 @@ _AV_TIME_BASE = Fraction(1, 1_000_000)  # FFmpeg's internal time unit (container
 _SCALE_FLAGS = "bicubic"  # the ffmpeg tool's default for its scalers
 _DECODE_CHUNK_FRAMES = 256  # frames per chunk when decode_video assembles a whole video
 _NO_FRAMES_REASON = "no video frame could be decoded"
+PARTIAL_MIN_SECONDS = 2.0  # a video ends early when its frames stop more than this short of the declared end
+PARTIAL_MIN_FRACTION = 0.05  # ... and more than this fraction of the declared duration short of it
 
 
 class VideoDecodeError(StateChangeError):
@@ -54,8 +60,44 @@ class VideoDecodeError(StateChangeError):
         )
 
 
+class PartialVideoWarning(UserWarning):
+    """A video whose frames end well before the duration its header declares (its frames are still used)."""
+
+
+@dataclass
+class DecodeReport:
+    """How far a video decoded, filled once its last frame has been read (seconds from the file's start)."""
+
+    decoded_seconds: float | None = None  # where the last decoded frame ends
+    declared_seconds: float | None = None  # the video stream's end as the header declares it; None if unknown
+
+    @property
+    def ends_early(self) -> bool:
+        """Whether the frames stop short of the declared end by more than ``PARTIAL_MIN_SECONDS`` and
+        ``PARTIAL_MIN_FRACTION`` of it."""
+        if self.decoded_seconds is None or self.declared_seconds is None:
+            return False
+        missing = self.declared_seconds - self.decoded_seconds
+        return missing > PARTIAL_MIN_SECONDS and missing > PARTIAL_MIN_FRACTION * self.declared_seconds
+
+
+def partial_video_message(path: str | Path, decoded_seconds: float, declared_seconds: float) -> str:
+    """The one sentence that reports a video decoded only partly."""
+    return (f"Video {path} ends early: only {decoded_seconds:.1f} s of its {declared_seconds:.1f} s could be "
+            "decoded (the file is probably cut off), so only those frames are used; download it again.")
+
+
+def warn_partial_video(path: str | Path, decoded_seconds: float, declared_seconds: float, stacklevel: int = 1) -> None:
+    """Warn (``PartialVideoWarning``) that a video ends early, attributed ``stacklevel`` frames above the caller."""
+    warnings.warn(partial_video_message(path, decoded_seconds, declared_seconds), PartialVideoWarning,
+                  stacklevel=stacklevel + 1)
+
+
 def decode_video(path: str | Path, fps: float = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarray:
-    """All frames of a video at ``fps``, resized to ``size`` = (width, height): uint8 [T, H, W, 3] RGB."""
+    """All frames of a video at ``fps``, resized to ``size`` = (width, height): uint8 [T, H, W, 3] RGB.
+
+    Warns (``PartialVideoWarning``) when the video ends early.
+    """
     chunks = list(iter_frame_chunks(path, _DECODE_CHUNK_FRAMES, fps=fps, size=size))
     return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
@@ -65,17 +107,21 @@ def iter_frame_chunks(
     chunk_frames: int,
     fps: float = DEFAULT_FPS,
     size: tuple[int, int] = DEFAULT_SIZE,
+    report: DecodeReport | None = None,
 ) -> Iterator[np.ndarray]:
     """The frames of ``decode_video``, streamed in chunks uint8 [<=chunk_frames, H, W, 3].
 
-    Only one chunk is held at a time, so two-hour videos stream in bounded memory.
+    Only one chunk is held at a time, so two-hour videos stream in bounded memory. Once the last
+    chunk is out, ``report`` (when given) holds how far the video decoded; without one, a video that
+    ends early gives a ``PartialVideoWarning``.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}.")
     width, height = size
     chunk = np.empty((chunk_frames, height, width, 3), dtype=np.uint8)  # (chunk, H, W, 3)
     n_in_chunk = 0
-    for frame in _iter_rgb_frames(Path(path), fps, size):
+    own_report = report if report is not None else DecodeReport()
+    for frame in _iter_rgb_frames(Path(path), fps, size, own_report):
         chunk[n_in_chunk] = frame
         n_in_chunk += 1
         if n_in_chunk == chunk_frames:
@@ -84,10 +130,13 @@ def iter_frame_chunks(
             n_in_chunk = 0
     if n_in_chunk:
         yield chunk[:n_in_chunk].copy()  # a copy, so the unused rest of the buffer is freed
+    if report is None and own_report.ends_early:
+        warn_partial_video(path, own_report.decoded_seconds, own_report.declared_seconds, stacklevel=2)
 
 
-def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """Filtered frames one by one, uint8 [H, W, 3]; raises VideoDecodeError if there is none."""
+def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int], report: DecodeReport) -> Iterator[np.ndarray]:
+    """Filtered frames one by one, uint8 [H, W, 3]; raises VideoDecodeError if there is none. At the end
+    ``report`` holds where the decoded frames end and where the header says they should."""
     container = _open_container(path)
     n_frames = 0
     with container:
@@ -107,6 +156,9 @@ def _iter_rgb_frames(path: Path, fps: float, size: tuple[int, int]) -> Iterator[
                 n_frames += 1
                 yield rgb
             previous = frame
+        if previous is not None:
+            report.decoded_seconds = float((previous.pts + previous.duration) * stream.time_base)
+            report.declared_seconds = _declared_end(container, stream, offset)
         if graph is not None:
             graph.push(None)  # end of stream at last pts + duration: the fps filter emits its last frames
             for rgb in timeline.write(_pull_ready(graph)):
@@ -166,6 +218,18 @@ def _decoded_frames(
             errors.append(_reason(error))
         if packet is None:
             return
+
+
+def _declared_end(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                  offset: int) -> float | None:
+    """Where the header says the video stream ends, in seconds from the file's start: the stream's own
+    duration (mp4), else the file's (webm declares only that); None when neither is known."""
+    if stream.duration:
+        start = stream.start_time if stream.start_time is not None else offset
+        return float((start - offset + stream.duration) * stream.time_base)
+    if container.duration:
+        return float(container.duration * _AV_TIME_BASE)
+    return None
 
 
 def _start_offset(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
