@@ -167,7 +167,7 @@ def test_a_second_extract_on_a_busy_cache_is_refused_and_the_first_reports_no_fa
     assert f"Another statechange extract is writing to the frame cache {cache}" in second_err
     assert first.returncode == 0, err
     assert "180 videos: 180 extracted, 0 already cached, 0 failed" in out
-    assert (cache / "failures.csv").read_text() == "path,status,error\n"
+    assert (cache / "failures.csv").read_text() == "path,status,error,source_size,source_mtime_ns\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,3 +258,115 @@ def test_checkpoints_cache_entries_and_features_are_written_0644_under_umask_022
     written = [*checkpoint.iterdir(), entry, store.path_for(video, EXACT_SOURCE)]
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
         path.name: "0o644" for path in written}
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. a file that failed is not decoded again while it is unchanged
+
+
+def test_a_failed_video_is_not_retried_until_it_changes_or_retry_failed(tiny_dataset, tmp_path, capsys):
+    videos, cache = tmp_path / "videos", tmp_path / "cache"
+    (videos / "disc_slicing").mkdir(parents=True)
+    broken = videos / "disc_slicing" / "broken.mp4"
+    broken.write_bytes(b"not a video" * 100)
+    extract = ["extract", "--video-roots", str(videos), "--cache", str(cache), "--workers", "1", "--no-progress"]
+    assert main(extract) == 1
+    assert "0 extracted, 0 already cached, 1 failed" in capsys.readouterr().out
+
+    assert main(extract) == 1
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "1 of them failed before and are unchanged: not tried again" in out
+    assert str(broken) in (cache / "failures.csv").read_text()  # still listed
+
+    assert main([*extract, "--retry-failed"]) == 1
+    assert "not tried again" not in capsys.readouterr().out
+    shutil.copy(sorted((tiny_dataset / "videos" / "disc_slicing").glob("*.mp4"))[0], broken)  # fixed
+    assert main(extract) == 0
+    assert "1 extracted, 0 already cached, 0 failed" in capsys.readouterr().out
+
+
+def linked_copies(tiny_dataset: Path, videos: Path, copies: int) -> None:
+    """``copies`` hard links of every video of the tiny dataset under ``videos`` (12 videos each)."""
+    for copy in range(copies):
+        for source in (tiny_dataset / "videos").glob("*/*"):
+            (videos / source.parent.name).mkdir(parents=True, exist_ok=True)
+            os.link(source, videos / source.parent.name / f"{copy}-{source.name}")
+
+
+def running_descendants(pid: int) -> set[int]:
+    """The live (not zombie) processes below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state not in ("Z", "X"):
+            children.setdefault(int(parent), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+def test_a_killed_extract_leaves_no_worker_process_running(tiny_dataset, tmp_path):
+    videos, cache = tmp_path / "videos", tmp_path / "cache"
+    linked_copies(tiny_dataset, videos, 10)  # 120 videos: the workers are busy when the extract is killed
+    extract = subprocess.Popen([sys.executable, "-m", "statechange", "extract", "--video-roots", str(videos),
+                                "--cache", str(cache), "--workers", "2", "--no-progress"],
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any(cache.glob("*/*.frames")):  # the workers are decoding
+        assert extract.poll() is None and time.monotonic() < deadline, extract.communicate()
+        time.sleep(0.02)
+    workers = running_descendants(extract.pid)  # the fork server and its workers (and a resource tracker)
+    assert len(workers) >= 3, workers
+
+    extract.kill()
+    extract.wait()
+    deadline = time.monotonic() + 30
+    while any(is_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in workers if is_running(pid)] == []
+
+
+KILLED_FEATURE_WRITER = """
+import sys, time
+from statechange._io import atomic_write
+with atomic_write(sys.argv[1]) as file:
+    file.write(b"half of a feature file")
+    file.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_the_feature_store_removes_temporary_files_of_killed_writers_on_the_next_run(tiny_dataset, tmp_path):
+    store = FeatureStore(tmp_path / "features", "an-older-backbone")
+    (video,) = find_videos([tiny_dataset / "videos"])[:1]
+    target = store.path_for(video, EXACT_SOURCE)
+    target.parent.mkdir(parents=True)
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_FEATURE_WRITER, str(target)], stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, text=True)
+    assert writer.stdout.readline() == "writing\n"
+    writer.kill()
+    writer.wait()
+    (left,) = target.parent.glob(".*.tmp")  # what a killed train leaves
+
+    run = [*train_args(tiny_dataset, tmp_path / "run"), "--n-epochs", "1", "--feature-cache", str(store.root)]
+    assert main(run) == 0
+    assert not left.exists() and not target.exists()

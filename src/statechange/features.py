@@ -29,7 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from tqdm import tqdm
 
-from statechange._io import write_bytes
+from statechange._io import TEMP_SUFFIX, remove_abandoned, write_bytes
 from statechange.checksums import ALGORITHM, checksum
 from statechange.config import ForwardSettings, FrameConfig
 from statechange.data.decode import VideoDecodeError
@@ -73,7 +73,13 @@ class FeatureStore:
     """Backbone features of videos under ``root``, for one backbone fingerprint."""
 
     def __init__(self, root: str | Path, fingerprint: str) -> None:
-        self.directory = Path(root) / fingerprint
+        self.root = Path(root)
+        self.directory = self.root / fingerprint
+
+    def remove_temp_files(self) -> int:
+        """Delete the temporary files that interrupted writes left under ``root`` (every fingerprint; none a live
+        writer holds); returns how many."""
+        return remove_abandoned(self.root.glob(f"*/*/*/.*{TEMP_SUFFIX}"))
 
     def path_for(self, video: VideoFile, frame_source: str) -> Path:
         return self.directory / frame_source / video.category / f"{video.video_id}.safetensors"

@@ -1,11 +1,16 @@
-"""Defaults that depend on the machine a run is on: which device, how many worker processes.
+"""Defaults that depend on the machine a run is on: which device, how many worker processes; and worker
+processes that end with the process that started them (``die_with_parent``).
 
 Torch-light: importing this module imports no torch, so the command line can use it for defaults.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
+import threading
+from multiprocessing.connection import Connection
 
 MAX_DEFAULT_WORKERS = 4  # decoding / rendering processes; more rarely pay off against one disk
 
@@ -27,3 +32,26 @@ def available_cpus() -> int:
 def default_workers() -> int:
     """Worker processes for extraction and rendering: the available CPUs, at most ``MAX_DEFAULT_WORKERS``."""
     return min(MAX_DEFAULT_WORKERS, available_cpus())
+
+
+def die_with_parent(lifeline: Connection) -> None:
+    """Make this worker process end when the process that started it dies, e.g. so that a killed
+    ``statechange extract`` leaves no worker decoding on. A pool's initialiser, given the reading end of a pipe
+    whose writing end only the starting process holds (``worker_lifeline``): a daemon thread waits on it and
+    exits the process at end of file, i.e. when the starter is gone however it ended. (The starter is not
+    simply the parent: under forkserver the parent is the fork server, which lives as long as any worker.)"""
+    threading.Thread(target=_exit_at_end_of_file, args=(lifeline,), name="die-with-parent", daemon=True).start()
+
+
+def worker_lifeline(context: multiprocessing.context.BaseContext) -> tuple[Connection, Connection]:
+    """A pipe: (the reading end, for ``die_with_parent`` in the workers; the writing end, which this process
+    keeps open as long as its workers may run)."""
+    return context.Pipe(duplex=False)
+
+
+def _exit_at_end_of_file(lifeline: Connection) -> None:
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(1)

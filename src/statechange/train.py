@@ -648,6 +648,7 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
                       frame_cache: FrameCache | None, config: TrainConfig, forward: ForwardSettings,
                       context: distributed.DistributedContext, log: _Logger, progress: bool) -> None:
     """Backbone features of every video not yet stored; the videos are shared across ranks."""
+    store.remove_temp_files()  # of runs killed while writing (a live writer's, e.g. another rank's, are kept)
     missing = [v for v in videos if store.get(v.video, _frame_source(v, frame_cache, config)) is None]
     distributed.barrier()  # every rank lists before any writes: the shards below must come from one list
     if missing:

@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a ChangeIt-format dataset whose annotated videos are cached losslessly (evaluation reads only "
         "exact frames and decodes videos whose entry is lossy); when not given, every video is stored at --quality",
     )
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="decode again the videos that failed last time even if their files are unchanged "
+                        "(by default a failed file is tried again only once its size or modification time changes)")
     add_runtime_options(parser, device=False, forward=False)
     parser.set_defaults(func=run)
 
@@ -73,13 +76,15 @@ def run(args: argparse.Namespace) -> int:
     lossless_keys = annotation_files(args.dataset_root / "annotations") if args.dataset_root else {}
     videos = find_videos(args.video_roots)
     summary = extract_videos(videos, args.cache, workers=args.workers, progress=not args.no_progress,
-                             quality=quality, lossless_keys=lossless_keys)
+                             quality=quality, lossless_keys=lossless_keys, retry_failed=args.retry_failed)
     line = (
         f"extract: {len(videos)} videos: {summary.done} extracted, {summary.skipped} already cached, "
         f"{summary.failed} failed"
     )
     if summary.failed:
         line += f" (listed in {args.cache / FAILURES_FILE})"
+    if summary.not_retried:
+        line += f"; {summary.not_retried} of them failed before and are unchanged: not tried again (--retry-failed)"
     if summary.partial:
         line += (f"; {len(summary.partial)} cached but ending early, probably cut off (listed as partial in "
                  f"{args.cache / FAILURES_FILE})")

@@ -74,10 +74,12 @@ from statechange.data.decode import (
 )
 from statechange.data.index import VideoFile
 from statechange.errors import StateChangeError
+from statechange.runtime import die_with_parent, worker_lifeline
 
 CACHE_SUFFIX = ".frames"
 FAILURES_FILE = "failures.csv"
 FAILED, PARTIAL = "failed", "partial"  # statuses in failures.csv: not cached / cached but ending early
+FAILURES_HEADER = ("path", "status", "error", "source_size", "source_mtime_ns")
 PARTIAL_KEY = "partial"  # index header of a video that ends early: {"decoded_seconds", "declared_seconds"}
 PNG_COMPRESS_LEVEL = 1  # zlib level of lossless entries: the fastest, the files barely shrink beyond it
 EXACT_SOURCE = "exact"  # frame source of frames identical to direct decoding (decoded, or a lossless entry)
@@ -312,6 +314,7 @@ class ExtractSummary:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (video path, error)
     partial: list[tuple[str, str]] = field(default_factory=list)  # (video path, why): cached, but it ends early
     damaged: list[str] = field(default_factory=list)  # entries found damaged (and rebuilt)
+    not_retried: int = 0  # failures of the last run, unchanged since, not tried again (counted in failures)
 
     @property
     def failed(self) -> int:
@@ -327,6 +330,7 @@ def extract_videos(
     progress: bool = True,
     quality: CacheQuality = JPEG_QUALITY,
     lossless_keys: Iterable[str] = (),
+    retry_failed: bool = False,
 ) -> ExtractSummary:
     """Decode every video without a fresh entry into the cache, ``workers`` processes in parallel.
 
@@ -339,13 +343,15 @@ def extract_videos(
     videos retried, each alone, and a video that kills its worker again is recorded as failed.
     Worker processes re-import the main module: call this under ``if __name__ == "__main__":``
     in a script. One extraction at a time writes a cache: a second one is refused
-    (``StateChangeError``) while the first holds the cache's lock file.
+    (``StateChangeError``) while the first holds the cache's lock file. A video that failed in the
+    previous run is not tried again while its file is unchanged (same size and modification time)
+    unless ``retry_failed``; it stays listed as failed.
     """
     check_quality(quality)
     settings = _ExtractSettings(fps, size, quality, frozenset(lossless_keys))
     Path(cache_root).mkdir(parents=True, exist_ok=True)
     with _cache_lock(Path(cache_root)):
-        return _extract_locked(videos, cache_root, workers, settings, progress)
+        return _extract_locked(videos, cache_root, workers, settings, progress, retry_failed)
 
 
 @contextmanager
@@ -366,7 +372,7 @@ def _cache_lock(cache_root: Path) -> Iterator[None]:
 
 
 def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers: int, settings: _ExtractSettings,
-                    progress: bool) -> ExtractSummary:
+                    progress: bool, retry_failed: bool) -> ExtractSummary:
     """``extract_videos`` once the cache's lock is held."""
     cache = FrameCache(cache_root)
     cache.root.mkdir(parents=True, exist_ok=True)
@@ -382,7 +388,10 @@ def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers
             todo.append(video)
         if state == DAMAGED:
             summary.damaged.append(str(cache.path_for(video)))
-    bar = tqdm(total=len(videos), initial=summary.skipped, unit="video", desc="extract", disable=not progress)
+    if not retry_failed:
+        todo = _skip_unchanged_failures(todo, _previous_failures(cache.root / FAILURES_FILE), summary)
+    bar = tqdm(total=len(videos), initial=summary.skipped + summary.not_retried, unit="video", desc="extract",
+               disable=not progress)
     bar.set_postfix(done=0, skipped=summary.skipped, failed=0)
     try:
         results = (
@@ -443,14 +452,50 @@ def _extract_one(video: VideoFile, cache_root: str | Path, settings: _ExtractSet
 
 
 def _write_failures(path: Path, summary: ExtractSummary) -> None:
-    """Write ``path,status,error`` rows (header included) atomically: the videos that failed (FAILED) and
-    those cached but ending early (PARTIAL)."""
+    """Write ``FAILURES_HEADER`` rows (header included) atomically: the videos that failed (FAILED) and those
+    cached but ending early (PARTIAL), with their files' size and modification time."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["path", "status", "error"])
-    writer.writerows((video, FAILED, error) for video, error in summary.failures)
-    writer.writerows((video, PARTIAL, why) for video, why in summary.partial)
+    writer.writerow(FAILURES_HEADER)
+    for status, rows in ((FAILED, summary.failures), (PARTIAL, summary.partial)):
+        writer.writerows((video, status, error, *_size_and_mtime(Path(video))) for video, error in rows)
     write_text(path, text.getvalue())
+
+
+def _size_and_mtime(path: Path) -> tuple[int, int] | tuple[str, str]:
+    """A file's size and modification time (ns); empty fields when it cannot be read."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "", ""
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _previous_failures(path: Path) -> dict[str, tuple[str, str, str]]:
+    """video path -> (error, size, mtime) of the videos that failed in the last run (failures.csv); empty when
+    absent or of an older layout."""
+    try:
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except (OSError, UnicodeDecodeError):
+        return {}
+    if not rows or tuple(rows[0]) != FAILURES_HEADER:
+        return {}
+    return {video: (error, size, mtime) for video, status, error, size, mtime in
+            (row for row in rows[1:] if len(row) == len(FAILURES_HEADER)) if status == FAILED}
+
+
+def _skip_unchanged_failures(todo: list[VideoFile], previous: dict[str, tuple[str, str, str]],
+                             summary: ExtractSummary) -> list[VideoFile]:
+    """``todo`` without the videos that failed last time and are unchanged since (recorded as failed again)."""
+    remaining = []
+    for video in todo:
+        error, size, mtime = previous.get(str(video.path), ("", None, None))
+        if (size, mtime) == tuple(str(value) for value in _size_and_mtime(video.path)):
+            summary.failures.append((str(video.path), error))
+            summary.not_retried += 1
+        else:
+            remaining.append(video)
+    return remaining
 
 
 def _extract_in_workers(
@@ -486,7 +531,10 @@ def _run_pool(
     Returns the videos left unfinished because a worker died (empty when none did).
     """
     finished: set[str] = set()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+    context = _worker_context()
+    lifeline, kept_open = worker_lifeline(context)  # the workers end when this process does, however it ends
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                               initargs=(lifeline,))
     try:
         futures: dict[Future[str | None], VideoFile] = {
             pool.submit(_extract_one, video, cache.root, settings): video for video in videos
@@ -500,6 +548,8 @@ def _run_pool(
             yield futures[future], error
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        lifeline.close()
+        kept_open.close()
     return [video for video in videos if video.key not in finished]
 
 
