@@ -370,3 +370,26 @@ def test_the_feature_store_removes_temporary_files_of_killed_writers_on_the_next
     run = [*train_args(tiny_dataset, tmp_path / "run"), "--n-epochs", "1", "--feature-cache", str(store.root)]
     assert main(run) == 0
     assert not left.exists() and not target.exists()
+
+
+EXTRACT_WITHOUT_TORCH = """
+import sys
+from statechange.cli import main
+code = main(sys.argv[1:])
+print("torch imported" if any(name == "torch" or name.startswith("torch.") for name in sys.modules) else "no torch")
+sys.exit(code)
+"""
+
+
+def test_extract_imports_no_torch(tiny_dataset, tmp_path):
+    """Start-up is all a re-run over a finished cache costs: importing torch would be most of it."""
+    videos = tmp_path / "videos" / "disc_slicing"
+    videos.mkdir(parents=True)
+    source = sorted((tiny_dataset / "videos" / "disc_slicing").glob("*.mp4"))[0]
+    os.link(source, videos / source.name)
+    run = subprocess.run([sys.executable, "-c", EXTRACT_WITHOUT_TORCH, *extract_args(tmp_path / "videos",
+                                                                                      tmp_path / "cache")],
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-2:] == ["extract: 1 videos: 1 extracted, 0 already cached, 0 failed", "no torch"]

@@ -10,9 +10,10 @@ ChangeIt annotation files (``<video_id>.fps1.csv``, ``second,label``) use the co
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from statechange.ordering import smooth_over_time
+if TYPE_CHECKING:  # torch is imported where it is used: the label codes are read by torch-free code (extract)
+    import torch
 
 ANNOTATION_BACKGROUND = 0
 ANNOTATION_INITIAL_STATE = 1
@@ -61,6 +62,10 @@ def category_probabilities(
     curve over that many seconds on each side (``ordering.smooth_over_time``); 0 (the paper) leaves them.
     Returns (initial [..., T], action [..., T], end [..., T]) in float32.
     """
+    import torch
+
+    from statechange.ordering import smooth_over_time
+
     state = torch.softmax(state_logits.float(), dim=-1)
     action = torch.softmax(action_logits.float(), dim=-1)
     if isinstance(category, int):
