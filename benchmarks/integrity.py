@@ -7,7 +7,8 @@
   while the model is built) and with them removed (a checkpoint from before checksums: no check).
   The alternatives are timed as well: each hash as a separate pass before the unchecked load
   (SHA-256 as first written, BLAKE2b, CRC-32, XXH3-128) and SHA-256 in a thread beside it.
-  Each both warm (the file in the page cache) and cold (evicted with posix_fadvise first).
+  Each both warm (the file in the page cache) and cold (evicted with posix_fadvise first); the variants
+  take turns, round after round, so that a changing machine load slows them alike.
 - Hash throughput of each algorithm over the model file's bytes in memory.
 - Frame cache: a 300-frame 398x224 JPEG entry: ``FrameCache.get`` (check + decode), the check
   alone, and ``extract``'s freshness check of an entry (read + check) against reading its index only.
@@ -47,7 +48,7 @@ from statechange.data.index import VideoFile
 from statechange.model import init_model
 
 RESULTS = Path(__file__).parent / "results" / "integrity.json"
-REPEATS = 5
+REPEATS = 7
 N_FRAMES = 300
 FRAME_SHAPE = (224, 398, 3)
 CHUNK = 1 << 20
@@ -66,6 +67,20 @@ def median_seconds(function: Callable[[], Any], before: Callable[[], None] = lam
         function()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def interleaved_medians(variants: dict[str, Callable[[], Any]], before: Callable[[], None]) -> dict[str, float]:
+    """Median time of each variant over REPEATS rounds that run every variant once (after one untimed round), so
+    that a machine whose load drifts slows every variant alike; ``before`` runs untimed before each call."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(REPEATS + 1):
+        for name, variant in variants.items():
+            before()
+            started = time.perf_counter()
+            variant()
+            if round_index:
+                times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def evict(*paths: Path) -> None:
@@ -138,8 +153,8 @@ def checkpoint_figures(folder: Path, backbone: str) -> dict[str, float]:
         "sha256_in_thread": sha256_in_thread,
     }
     for temperature, before in (("warm", lambda: None), ("cold", lambda: evict(model_file, unchecked / MODEL_FILE))):
-        for name, variant in variants.items():
-            figures[f"{temperature}_{name}_s"] = median_seconds(variant, before)
+        for name, seconds in interleaved_medians(variants, before).items():
+            figures[f"{temperature}_{name}_s"] = seconds
         base = figures[f"{temperature}_unchecked_s"]
         for name in variants:
             if name != "unchecked":
