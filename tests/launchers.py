@@ -35,7 +35,7 @@ def train_arguments(dataset: Path, output: Path, *extra: str, n_epochs: int = 1,
     """`statechange train` arguments of a tiny CPU run on a synthetic dataset (frozen tiny backbone)."""
     return ["train", "--video-roots", str(dataset / "videos"), "--dataset-root", str(dataset / "dataset"),
             "--backbone", "tiny", "--hidden-sizes", "32", "--n-epochs", str(n_epochs), "--local-batch-size",
-            str(local_batch_size), "--warmup-epochs", "0", "--lr", "0.01", "--device", "cpu", "--num-workers", "0",
+            str(local_batch_size), "--warmup-epochs", "0", "--lr", "0.01", "--device", "cpu", "--workers", "0",
             "--no-progress", "--output", str(output), *extra]
 
 

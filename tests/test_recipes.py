@@ -34,7 +34,7 @@ PRE_RECIPE_COMMIT = "8bcec050f366e66bee043a40d12936994230db38"
 def train_arguments(dataset: Path, output: Path, *extra: str) -> list[str]:
     return ["train", "--video-roots", str(dataset / "videos"), "--dataset-root", str(dataset / "dataset"),
             "--backbone", "tiny", "--hidden-sizes", "32", "--n-epochs", "2", "--warmup-epochs", "1", "--lr", "0.01",
-            "--device", "cpu", "--num-workers", "0", "--no-progress", "--output", str(output), *extra]
+            "--device", "cpu", "--workers", "0", "--no-progress", "--output", str(output), *extra]
 
 
 def run_cli(source: Path, arguments: list[str]) -> None:

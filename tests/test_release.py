@@ -161,7 +161,7 @@ def test_train_init_from_a_release_file_starts_from_its_weights(visual, tiny_dat
     path = tmp_path / "release.pth"
     torch.save(content, path)
     data = ["--video-roots", str(tiny_dataset / "videos"), "--dataset-root", str(tiny_dataset / "dataset")]
-    common = [*data, "--backbone", "tiny", "--n-epochs", "1", "--lr", "0", "--device", "cpu", "--num-workers", "0",
+    common = [*data, "--backbone", "tiny", "--n-epochs", "1", "--lr", "0", "--device", "cpu", "--workers", "0",
               "--no-progress"]
     # learning rate 0: the weights after one epoch are the weights the run started from
     init = ["--init-from", str(path)]

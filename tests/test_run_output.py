@@ -69,7 +69,7 @@ def train_command(dataset: Path, output: Path, n_epochs: int, *extra: str) -> li
     return [sys.executable, "-m", "statechange", "train", "--video-roots", str(dataset / "videos"),
             "--dataset-root", str(dataset / "dataset"), "--output", str(output), "--backbone", "tiny",
             "--hidden-sizes", "32", "--n-epochs", str(n_epochs), "--local-batch-size", "2", "--lr", "1e-2",
-            "--warmup-epochs", "1", "--device", "cpu", "--num-workers", "0", "--no-progress", *extra]
+            "--warmup-epochs", "1", "--device", "cpu", "--workers", "0", "--no-progress", *extra]
 
 
 def wait_for(condition, process: subprocess.Popen, timeout: float = 300.0) -> None:

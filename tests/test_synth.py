@@ -172,7 +172,7 @@ def test_same_seed_same_bytes_any_number_of_workers(tmp_path: Path) -> None:
 
 def test_cli_writes_a_dataset_the_dataset_command_reads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     output = tmp_path / "synthetic"
-    arguments = ["synth", "--output", str(output), "--categories", "1", "--train-videos", "1", "--test-videos",
+    arguments = ["synth", "--output", str(output), "--n-categories", "1", "--train-videos", "1", "--test-videos",
                  "1", "--seed", "2", "--min-seconds", "11", "--max-seconds", "11", "--size", "64", "36",
                  "--workers", "1"]  # fmt: skip
     assert main(arguments) == 0

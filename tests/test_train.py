@@ -160,7 +160,7 @@ def test_train_command_end_to_end_and_a_missing_root(tiny_dataset, tmp_path, cap
     output = tmp_path / "cli-run"
     arguments = ["train", "--video-roots", str(tiny_dataset / "videos"), "--dataset-root",
                  str(tiny_dataset / "dataset"), "--backbone", "tiny", "--hidden-sizes", "32", "--n-epochs", "1",
-                 "--lr", "0.01", "--device", "cpu", "--num-workers", "0", "--no-progress", "--output", str(output)]
+                 "--lr", "0.01", "--device", "cpu", "--workers", "0", "--no-progress", "--output", str(output)]
     assert main(arguments) == 0
     assert load_checkpoint(output / "last").metadata["train_config"]["model"]["backbone"] == "tiny"
     assert main([*arguments[:2], str(tmp_path / "nowhere"), *arguments[3:-1], str(tmp_path / "other-run")]) == 2

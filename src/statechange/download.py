@@ -301,11 +301,11 @@ def _network_reason(error: BaseException) -> str:
 
 
 def _progress_bar(partial: Path, total: int | None, initial: int, enabled: bool):
-    from tqdm import tqdm
+    from statechange.progress import progress
 
     name = partial.name.removeprefix(".").removesuffix(".part")
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                disable=not enabled, leave=False)
+    return progress(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+                    enabled=enabled, leave=False)
 
 
 __all__ = [

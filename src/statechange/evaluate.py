@@ -10,7 +10,6 @@ once, no padding) and the per-video records are merged in memory with ``all_gath
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from statechange import distributed, report
 from statechange.config import ForwardSettings, FrameConfig
@@ -33,6 +31,7 @@ from statechange.labels import category_probabilities
 from statechange.metrics import MetricsAccumulator
 from statechange.model import StateChangeModel
 from statechange.predictions import prediction_path, write_predictions
+from statechange.progress import progress as progress_bar
 from statechange.recipes import describe_recipe
 from statechange.release import load_any_checkpoint
 
@@ -109,8 +108,8 @@ def evaluate(
             raise ValueError(f"Video {video.key} has no annotation; only annotated videos can be evaluated.")
     loaded = prefetched((video, _inputs_or_error(video, frames_config, frame_cache, feature_store))
                         for video in shard)
-    for video, inputs in tqdm(loaded, total=len(shard), desc="evaluate", unit="video", disable=not progress,
-                              file=sys.stderr, leave=False):
+    for video, inputs in progress_bar(loaded, total=len(shard), desc="evaluate", unit="video", enabled=progress,
+                                      leave=False):
         if isinstance(inputs, VideoDecodeError):
             failed.append((video.key, inputs.reason))
             continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +26,6 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
-from tqdm import tqdm
 
 from statechange._io import TEMP_SUFFIX, remove_abandoned, write_bytes
 from statechange.checksums import ALGORITHM, checksum
@@ -37,6 +35,7 @@ from statechange.data.index import VideoFile
 from statechange.data.prefetch import prefetched
 from statechange.inference import batched_features
 from statechange.model import StateChangeModel
+from statechange.progress import progress as progress_bar
 
 V = TypeVar("V")  # a video, as the caller names it
 
@@ -128,8 +127,8 @@ def compute_features(model: StateChangeModel, videos: Sequence[V], load: Callabl
 
     def loaded() -> Iterator[tuple[V, np.ndarray]]:
         attempts = prefetched((video, _frames_or_error(load, video)) for video in videos)
-        for video, frames in tqdm(attempts, total=len(videos), desc="features", unit="video", disable=not progress,
-                                  file=sys.stderr, leave=False):
+        for video, frames in progress_bar(attempts, total=len(videos), desc="features", unit="video", enabled=progress,
+                                          leave=False):
             if isinstance(frames, VideoDecodeError):
                 failures.append((video, frames.reason))
             else:

@@ -37,6 +37,7 @@ from statechange.errors import StateChangeError
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
+from statechange.progress import progress as progress_bar
 from statechange.release import load_any_checkpoint
 from statechange.runtime import available_cpus, default_device
 
@@ -343,7 +344,7 @@ class StateChangePredictor:
 
     @torch.no_grad()
     def predict(self, video: str | Path | Frames, category: str | None = None, max_distance: int | None = None,
-                no_change_threshold: float = NO_CHANGE_THRESHOLD) -> Prediction:
+                no_change_threshold: float = NO_CHANGE_THRESHOLD, progress: bool = False) -> Prediction:
         """Predict a video file or uint8 frames [T, H, W, 3].
 
         ``category`` None (or "auto") ranks every category of the model by its best triplet score,
@@ -351,7 +352,8 @@ class StateChangePredictor:
         A file is decoded once, at 1 fps, in chunks that a background thread decodes while the model
         runs on the previous one; every second is kept as a JPEG in a temporary file so that the
         picture's frames need no second decode. ``max_distance`` limits the seconds between state
-        and action in the triplet (None: no limit, as evaluation does).
+        and action in the triplet (None: no limit, as evaluation does). ``progress`` reports the
+        seconds of video done (on stderr; a bar on a terminal, lines in a log).
         """
         auto = category is None or category == AUTO_CATEGORY
         if not auto:
@@ -366,7 +368,11 @@ class StateChangePredictor:
         else:
             name, kept, chunks = "<array>", None, iter([video])
         try:
-            logits = [video_logits(self.model, chunk, self.settings) for chunk in chunks]
+            logits = []
+            with progress_bar(desc=Path(name).name, unit="s of video", enabled=progress, leave=False) as bar:
+                for chunk in chunks:
+                    logits.append(video_logits(self.model, chunk, self.settings))
+                    bar.update(len(chunk) / self.frames.fps)  # seconds of video
             if not logits:
                 raise StateChangeError(f"Video {name} has no frames.")
             state = torch.cat([s for s, _ in logits])  # [T, 2N+1]

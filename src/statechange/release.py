@@ -15,7 +15,6 @@ The file is read with ``torch.load(weights_only=True)``; every key must fit the 
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,18 +179,6 @@ def release_categories(path: Path, n_classes: int, categories: list[str] | None)
     return list(categories)
 
 
-def parse_categories(value: str | None) -> list[str] | None:
-    """``--categories``: a file (one name per line, or a categories.csv's first column) or comma-separated names."""
-    if value is None:
-        return None
-    path = Path(value)
-    if path.is_file():
-        rows = [row for row in csv.reader(path.read_text().splitlines()) if row and row[0].strip()]
-        names = [row[0].strip() for row in rows]
-        return names[1:] if names and names[0] == "DIR_NAME" else names  # ChangeIt's header
-    return [name.strip() for name in value.split(",") if name.strip()]
-
-
 def _load_plain(path: Path) -> dict[str, Any]:
     """The release dict, read without running pickled code; a clear error for anything else."""
     try:
@@ -278,7 +265,6 @@ __all__ = [
     "is_release_checkpoint",
     "load_any_checkpoint",
     "load_release_checkpoint",
-    "parse_categories",
     "read_release_checkpoint",
     "release_categories",
     "release_metadata",

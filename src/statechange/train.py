@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from statechange import distributed
 from statechange._io import remove_path, replaced_path, write_text
@@ -45,11 +43,24 @@ from statechange.inference import autocast, prepare_frames, video_logits
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel, init_model
 from statechange.ordering import best_triplet
+from statechange.progress import progress, write
 from statechange.recipes import EmaTeacher, describe_recipe
 from statechange.release import initial_weights
+from statechange.reporting import (
+    DEFAULT_LOG_EVERY_STEPS,
+    DEFAULT_WANDB_PROJECT,
+    TENSORBOARD,
+    WANDB,
+    WANDB_DIR,
+    WANDB_ID_FILE,
+    TensorBoardReporter,
+    WandbReporter,
+    check_report_to,
+)
 from statechange.targets import PseudoLabels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
+STEPS_LOG_FILE = "steps.jsonl"  # every log_every_steps optimiser steps: losses and learning rates
 TENSORBOARD_DIR = "tensorboard"
 LAST, BEST = "last", "best"
 RESUMABLE_SETTINGS = frozenset({"optim.n_epochs"})  # a resumed run may extend or shorten its schedule
@@ -76,6 +87,9 @@ class TrainOptions:
     evaluate_every: int = 1  # epochs
     stop_after_epoch: int | None = None  # end this run early (e.g. a cluster's time limit); --resume continues
     overwrite: bool = False  # replace a run already in the output folder (else it is refused without --resume)
+    log_every_steps: int = DEFAULT_LOG_EVERY_STEPS  # optimiser steps between steps.jsonl/TensorBoard/W&B records
+    report_to: tuple[str, ...] = (TENSORBOARD,)  # besides the console and log.jsonl: tensorboard, wandb
+    wandb_project: str = DEFAULT_WANDB_PROJECT
 
 
 @dataclass
@@ -167,9 +181,11 @@ def check_settings(config: TrainConfig, options: TrainOptions) -> None:
                     "--n-frames-per-gt": labels.n_frames_per_target, "--max-distance": labels.max_distance,
                     "--kappa": labels.kappa, "--chunk-size": options.chunk_size,
                     "--hidden-sizes": min(config.model.hidden_sizes, default=1)}
-    not_negative = {"--num-workers": options.num_workers, "--warmup-epochs": optim.warmup_epochs,
+    at_least_one["--log-every-steps"] = options.log_every_steps
+    not_negative = {"--workers": options.num_workers, "--warmup-epochs": optim.warmup_epochs,
                     "--weight-decay": optim.weight_decay, "--weight-decay-backbone": optim.weight_decay_backbone}
     learning_rates = {"--lr": optim.lr, "--lr-backbone": optim.lr_backbone}  # 0 is allowed: nothing moves
+    check_report_to(options.report_to)
     for option, value in at_least_one.items():
         if value < 1:
             raise StateChangeError(f"{option} must be at least 1, got {value}: see statechange train --help.")
@@ -187,6 +203,7 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     run = _set_up(config, paths, options, context)
     summary: dict[str, Any] = {}
     epochs_run = []
+    record: dict[str, Any] | None = None
     for epoch in range(run.start_epoch, run.last_epoch + 1):
         epochs_run.append(epoch)
         record = _train_one_epoch(run, epoch)
@@ -195,6 +212,9 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
         _save_checkpoints(run, record)  # then the log: a kill in between leaves the record in the checkpoint
         run.log.epoch(record)
         distributed.barrier()
+    if record is not None and record["epoch"] == config.optim.n_epochs:
+        run.log.finish(to_dict(config), record.get("metrics") or {})
+    run.log.print(_final_line(run, record))
     run.log.close()
     return TrainResult(run.model, run.index.categories, summary, epochs_run)
 
@@ -288,7 +308,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     device = context.device
     forward = ForwardSettings(str(device), config.precision, options.chunk_size, config.frames.crop)
     _claim_output(paths.output, options, context)
-    log = _Logger(paths.output, enabled=context.is_main, rank=context.rank)
+    log = _Logger(paths.output, enabled=context.is_main, rank=context.rank, options=options,
+                  settings=to_dict(config))
     torch.manual_seed(config.seed)
 
     index = build_index(paths.video_roots, paths.dataset_root, config.loss.ignore_video_weight)
@@ -398,8 +419,8 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
     totals = _EpochTotals()
     too_short = 0
     started = time.time()
-    batches = tqdm(run.loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step",
-                   disable=not (run.context.is_main and run.options.progress), file=sys.stderr, leave=False)
+    batches = progress(run.loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step",
+                       enabled=run.context.is_main and run.options.progress, leave=False)
     accumulate = config.optim.accumulate_steps
     group: list[_MicroBatchLosses] = []  # the micro-batches of the optimiser step being accumulated
     for micro_step, batch in enumerate(batches):
@@ -436,6 +457,9 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
             continue  # every video of the step was skipped on every rank: no step was taken
         totals.add(losses)
         batches.set_postfix(loss=f"{losses.loss:.3f}")
+        step = (epoch - 1) * run.steps_per_epoch + (micro_step + 1) // accumulate  # the run's optimiser steps
+        if step % run.options.log_every_steps == 0:
+            _log_step(run, epoch, step, losses)
 
     device = run.context.device
     too_short_all = distributed.all_reduce_sum(torch.tensor([too_short], dtype=torch.float64, device=device))
@@ -446,7 +470,14 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
         "skipped_undecodable": len(run.skipped_undecodable),  # seen so far by this (the main) process
         "skipped_too_short": int(too_short_all.item()),
         "seconds": round(time.time() - started, 2),
+        "step": epoch * run.steps_per_epoch,  # the run's optimiser steps at the end of the epoch
     }
+
+
+def _log_step(run: _Run, epoch: int, step: int, losses: _StepLosses) -> None:
+    rates = {k: v for k, v in run.optimisation.learning_rates().items() if v is not None}
+    run.log.step(epoch, step, {"loss": losses.loss, "state_loss": losses.state_loss,
+                               "action_loss": losses.action_loss, "grad_norm": losses.grad_norm, **rates})
 
 
 def _validate(run: _Run, record: dict[str, Any]) -> dict[str, Any]:
@@ -455,6 +486,7 @@ def _validate(run: _Run, record: dict[str, Any]) -> dict[str, Any]:
                       progress=run.context.is_main and run.options.progress)
     summary = result.metrics.summary()
     record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
+    record["per_category"] = summary["per_category"]
     record["validation_failed"] = len(result.failed)
     run.log.print(result.metrics.format_table())
     return summary
@@ -738,14 +770,21 @@ def _changed_settings(saved: dict[str, Any], current: dict[str, Any], prefix: st
 
 
 class _Logger:
-    """Console lines, a JSON-lines file and TensorBoard scalars, all on the main process only."""
+    """Console lines, ``log.jsonl`` (epochs), ``steps.jsonl`` (every ``log_every_steps`` optimiser steps),
+    TensorBoard and, with ``--report-to wandb``, Weights & Biases: all on the main process only."""
 
-    def __init__(self, output: Path, enabled: bool, rank: int = 0) -> None:
+    def __init__(self, output: Path, enabled: bool, rank: int = 0, options: TrainOptions = TrainOptions(),
+                 settings: dict[str, Any] | None = None) -> None:
         self.enabled, self.rank, self.output = enabled, rank, output
         self.jsonl = output / LOG_FILE
+        self.steps_jsonl = output / STEPS_LOG_FILE
         self.tensorboard = output / TENSORBOARD_DIR
-        self.writer: Any = None
-        # the files are created with the first epoch's record, so a run that fails in its set-up (bad option,
+        self.reporters: list[TensorBoardReporter | WandbReporter] = []
+        if TENSORBOARD in options.report_to:
+            self.reporters.append(TensorBoardReporter(self.tensorboard))
+        if WANDB in options.report_to:
+            self.reporters.append(WandbReporter(output, options.wandb_project, settings or {}))
+        # the files are created with the first record, so a run that fails in its set-up (bad option,
         # missing weights) leaves no output folder behind
 
     def restore(self, epoch: int, record: dict[str, Any] | None) -> None:
@@ -757,21 +796,40 @@ class _Logger:
         kept = [line for line in _log_lines(self.jsonl) if json.loads(line)["epoch"] <= last_kept]
         if self.jsonl.exists():
             write_text(self.jsonl, "".join(kept))
+        kept_steps = [line for line in _log_lines(self.steps_jsonl) if json.loads(line)["epoch"] <= epoch]
+        if self.steps_jsonl.exists():
+            write_text(self.steps_jsonl, "".join(kept_steps))
         # TensorBoard is rebuilt from the kept records: a purge_step alone left a killed run's events visible
         # when its event file sorted after the new one (seen once in CI); TensorBoard holds only these records
+        # (W&B keeps its own history and drops the steps it already has)
         shutil.rmtree(self.tensorboard, ignore_errors=True)
-        for line in kept:
-            self._tensorboard(json.loads(line))
+        tensorboard = [r for r in self.reporters if isinstance(r, TensorBoardReporter)]
+        for reporter in tensorboard:
+            for line in kept_steps:
+                values = json.loads(line)
+                reporter.step(values.pop("step"), {k: v for k, v in values.items() if k != "epoch"})
+            for line in kept:
+                reporter.epoch(json.loads(line))
         if record is not None:
             self.epoch(record, quiet=True)
 
     def print(self, message: str) -> None:
         if self.enabled:
-            tqdm.write(message, file=sys.stderr)
+            write(message)
 
     def warn(self, message: str) -> None:
         """A line from any rank (e.g. a video it skipped), prefixed with the rank on the others."""
-        tqdm.write(message if self.enabled else f"[rank {self.rank}] {message}", file=sys.stderr)
+        write(message if self.enabled else f"[rank {self.rank}] {message}")
+
+    def step(self, epoch: int, step: int, values: dict[str, float]) -> None:
+        """An optimiser step's losses and learning rates (``step`` counts the run's optimiser steps from 1)."""
+        if not self.enabled:
+            return
+        self.output.mkdir(parents=True, exist_ok=True)
+        with open(self.steps_jsonl, "a") as file:
+            file.write(json.dumps({"epoch": epoch, "step": step, **values}) + "\n")
+        for reporter in self.reporters:
+            reporter.step(step, values)
 
     def epoch(self, record: dict[str, Any], quiet: bool = False) -> None:
         if not self.enabled:
@@ -779,28 +837,36 @@ class _Logger:
         self.output.mkdir(parents=True, exist_ok=True)
         with open(self.jsonl, "a") as file:
             file.write(json.dumps(record) + "\n")
-        self._tensorboard(record)
+        for reporter in self.reporters:
+            reporter.epoch(record)
         if not quiet:
             self.print(_epoch_line(record))
 
-    def _tensorboard(self, record: dict[str, Any]) -> None:
-        if self.writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional at run time
-                return
-            self.writer = SummaryWriter(str(self.tensorboard))
-        metrics = record.get("metrics") or {}
-        for key in ("loss", "state_loss", "action_loss", "grad_norm", "lr"):
-            self.writer.add_scalar(f"train/{key}", record[key], record["epoch"])
-        for key, value in metrics.items():
-            if isinstance(value, int | float):
-                self.writer.add_scalar(f"val/{key}", value, record["epoch"])
-        self.writer.flush()
+    def finish(self, settings: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """The run's settings beside its final metrics (TensorBoard's HParams, W&B's summary)."""
+        if self.enabled:
+            numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            for reporter in self.reporters:
+                reporter.finish(settings, numbers)
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        for reporter in self.reporters:
+            reporter.close()
+
+
+def _final_line(run: _Run, record: dict[str, Any] | None) -> str:
+    """The run's last console line: where its final checkpoint is, and that checkpoint's metrics."""
+    n_epochs, last = run.config.optim.n_epochs, run.paths.output / LAST
+    if record is None:
+        return f"nothing to train: {last} already holds epoch {run.start_epoch - 1} of {n_epochs}"
+    metrics = record.get("metrics")
+    scores = "" if not metrics else (
+        f": state P@1 {metrics['state_precision']:.1f}, action P@1 {metrics['action_precision']:.1f}, "
+        f"joint {metrics['joint_state_precision']:.1f}/{metrics['joint_action_precision']:.1f} on "
+        f"{metrics['n_videos']} videos")
+    if record["epoch"] < n_epochs:
+        return f"stopped after epoch {record['epoch']} of {n_epochs}: {last} (continue with --resume){scores}"
+    return f"done, {n_epochs} epoch{'s' if n_epochs > 1 else ''}: final checkpoint {last}{scores}"
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
@@ -848,7 +914,7 @@ def _claim_output(output: Path, options: TrainOptions, context: distributed.Dist
             "start again (which deletes it), or choose another --output."
         )
     if context.is_main:
-        tqdm.write(f"--overwrite: deleting the previous run in {output} ({names})", file=sys.stderr)
+        write(f"--overwrite: deleting the previous run in {output} ({names})")
         for path in found:
             remove_path(path)
     distributed.barrier()
@@ -857,5 +923,6 @@ def _claim_output(output: Path, options: TrainOptions, context: distributed.Dist
 def _run_files(output: Path) -> list[Path]:
     """What a training run leaves in its output folder (checkpoints, including one cut off mid-save, and logs)."""
     candidates = [output / LAST, replaced_path(output / LAST), output / BEST, replaced_path(output / BEST),
-                  output / LOG_FILE, output / TENSORBOARD_DIR]
+                  output / LOG_FILE, output / STEPS_LOG_FILE, output / TENSORBOARD_DIR, output / WANDB_ID_FILE,
+                  output / WANDB_DIR]
     return [path for path in candidates if path.exists()]

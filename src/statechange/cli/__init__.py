@@ -31,9 +31,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def release_spelling(argv: list[str]) -> list[str]:
+    """Options as the release spelled them (``--video_roots``, ``--local_batch_size``) in our spelling
+    (``--video-roots``): every long option is accepted both ways. Values are left as they are."""
+    spelled = []
+    for position, word in enumerate(argv):
+        if word == "--":
+            return spelled + argv[position:]
+        if word.startswith("--") and "_" in word.split("=", 1)[0]:
+            name, equals, value = word.partition("=")
+            word = name.replace("_", "-") + equals + value
+        spelled.append(word)
+    return spelled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(release_spelling(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

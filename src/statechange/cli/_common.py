@@ -75,13 +75,14 @@ def add_precision_option(parser: argparse._ActionsContainer, default: str | None
                         "(GPUs with bf16, CPUs with AMX / AVX-512-BF16), else fp32")
 
 
-CATEGORIES_HELP = ("category names of a release .pth checkpoint, in its class order: NAMES separated by commas or a "
-                   "FILE of one name per line; when not given, ChangeIt's 44 sorted names for a 44-category file")
+CATEGORIES_HELP = ("category names of a release .pth checkpoint, in its class order: NAMES separated by spaces or "
+                   "commas, or a FILE of one name per line; when not given, ChangeIt's 44 sorted names for a "
+                   "44-category file")
 
 
 def add_categories_option(parser: argparse.ArgumentParser) -> None:
     """``--categories NAMES|FILE``: the class names a release checkpoint does not store."""
-    parser.add_argument("--categories", default=None, metavar="NAMES|FILE", help=CATEGORIES_HELP)
+    parser.add_argument("--categories", nargs="+", default=None, metavar="NAMES|FILE", help=CATEGORIES_HELP)
 
 
 def forward_settings(args: argparse.Namespace, device: object) -> ForwardSettings:

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from statechange.release import convert_release_checkpoint, parse_categories
+    from statechange.data.changeit import parse_categories
+    from statechange.release import convert_release_checkpoint
 
     loaded = convert_release_checkpoint(args.release, args.output, parse_categories(args.categories))
     print(f"{args.release} -> {args.output} ({loaded.config.backbone}, {len(loaded.categories)} categories)")

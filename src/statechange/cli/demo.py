@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--output", type=Path, default=Path("statechange-demo"), metavar="DIR",
                         help="where everything goes")
-    parser.add_argument("--epochs", type=int, default=None, metavar="E",
+    parser.add_argument("--n-epochs", "--epochs", type=int, default=None, metavar="E",
                         help="training epochs; when not given, the paper's 20")
     add_runtime_options(parser, forward=False)
     add_precision_option(parser, AUTO_PRECISION)  # of evaluation and prediction; training stays fp32
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from statechange.demo import DemoSettings, run_demo
     from statechange.inference import use_allowed_cores
 
-    settings = DemoSettings() if args.epochs is None else replace(DemoSettings(), n_epochs=args.epochs)
+    settings = DemoSettings() if args.n_epochs is None else replace(DemoSettings(), n_epochs=args.n_epochs)
     use_allowed_cores()
     run_demo(args.output, settings, device=args.device, progress=not args.no_progress, precision=args.precision)
     return 0

@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     videos.add_argument("--dataset-root", type=Path, default=None, metavar="DIR",
                         help="dataset whose videos/<category>.csv and annotations list the ids; when not given, "
                         "ChangeIt's metadata built into statechange")
-    videos.add_argument("--categories", nargs="+", default=None, metavar="NAME",
-                        help="only these categories; when not given, every category of the dataset")
+    videos.add_argument("--categories", nargs="+", default=None, metavar="NAMES|FILE",
+                        help="only these categories (names separated by spaces or commas, or a FILE of one name per "
+                        "line); when not given, every category of the dataset")
     videos.add_argument("--split", choices=SPLITS, default=SPLIT_ALL,
                         help="train (listed, not annotated), test (annotated) or all")
     videos.add_argument("--workers", type=int, default=defaults.workers, metavar="N", help="videos downloaded at once")
@@ -94,13 +95,13 @@ def run_weights(args: argparse.Namespace) -> int:
 
 
 def run_videos(args: argparse.Namespace) -> int:
-    from statechange.data.changeit import changeit_root, listed_video_ids
+    from statechange.data.changeit import changeit_root, listed_video_ids, parse_categories
     from statechange.data.video_download import download_videos
 
     if args.url is not None:
         raise StateChangeError("--url is for --weights; for videos pass --url-template with {id} (and {category}).")
     dataset_root = args.dataset_root if args.dataset_root is not None else changeit_root()
-    ids = listed_video_ids(dataset_root, args.categories, args.split)
+    ids = listed_video_ids(dataset_root, parse_categories(args.categories), args.split)
     source = args.dataset_root or "ChangeIt's metadata built into statechange"
     print(f"Downloading {sum(map(len, ids.values()))} videos of {len(ids)} categories ({args.split}; ids from "
           f"{source}) into {args.output}.")

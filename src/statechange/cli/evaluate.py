@@ -50,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from statechange import distributed
+    from statechange.data.changeit import parse_categories
     from statechange.evaluate import evaluate_checkpoint
     from statechange.inference import use_allowed_cores
-    from statechange.release import parse_categories
 
     use_allowed_cores()
     choice = dataset_choice(args)

@@ -62,13 +62,12 @@ def _check_one_output_each(videos: list, category: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from statechange.data.changeit import parse_categories
     from statechange.data.decode import VideoDecodeError
     from statechange.data.index import expand_video_tree, find_annotation_files, unique_by_key
     from statechange.inference import load_model, use_allowed_cores
     from statechange.predictions import SUMMARY_FILE, write_summary
-    from statechange.release import parse_categories
+    from statechange.progress import progress, write
     from statechange.viz import save_prediction
 
     # one output per category/id: two files with one name would overwrite each other's outputs
@@ -83,27 +82,28 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"{args.checkpoint}: {describe_recipe(predictor.recipe, predictor.model)}")
     failed, summaries = 0, []
-    progress = tqdm(videos, desc="predict", unit="video", disable=args.no_progress or len(videos) < 2,
-                    file=sys.stderr)
-    for video in progress:
+    one_video = len(videos) == 1  # one bar: over the seconds of a single video, else over the videos
+    bar = progress(videos, desc="predict", unit="video", enabled=not (args.no_progress or one_video))
+    for video in bar:
         category = video.category if args.category is None else args.category
         existing = _existing_summary(args.output, category, video.video_id) if args.skip_existing else None
         if existing is not None:
-            tqdm.write(f"{video.path}: outputs exist, skipped ({existing.parent})", file=sys.stderr)
+            write(f"{video.path}: outputs exist, skipped ({existing.parent})")
             summaries.append(json.loads(existing.read_text()))
             continue
         try:
             prediction = predictor.predict(video.path, None if category == AUTO else category,
-                                           no_change_threshold=args.no_change_threshold)
+                                           no_change_threshold=args.no_change_threshold,
+                                           progress=one_video and not args.no_progress)
             csv_path, png_path = save_prediction(prediction, args.output, video.video_id,
                                                  annotations.get(f"{prediction.category}/{video.video_id}"))
         except VideoDecodeError as error:
-            tqdm.write(f"statechange predict: {error}", file=sys.stderr)
+            write(f"statechange predict: {error}")
             failed += 1
             continue
         summaries.append(prediction.summary())
-        tqdm.write(_describe(summaries[-1], csv_path, png_path), file=sys.stdout)
-    progress.close()
+        write(_describe(summaries[-1], csv_path, png_path), file=sys.stdout)
+    bar.close()
     if len(videos) > 1 and summaries:
         print(f"summary of {len(summaries)} videos -> {write_summary(args.output / SUMMARY_FILE, summaries)}")
     if failed:

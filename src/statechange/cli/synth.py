@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--output", type=Path, required=True, metavar="DIR", help="folder to write the dataset to")
-    parser.add_argument("--categories", type=int, default=sizes.n_categories, metavar="N",
+    parser.add_argument("--n-categories", type=int, default=sizes.n_categories, metavar="N",
                         help="number of categories")
     parser.add_argument("--train-videos", type=int, default=sizes.n_train_videos, metavar="M",
                         help="training videos per category")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     dataset = make_synthetic_dataset(
         args.output,
-        n_categories=args.categories,
+        n_categories=args.n_categories,
         n_train_videos=args.train_videos,
         n_test_videos=args.test_videos,
         seed=args.seed,

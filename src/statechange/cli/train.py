@@ -16,6 +16,13 @@ from statechange.config import (
     PseudoLabelConfig,
     TrainConfig,
 )
+from statechange.reporting import (
+    DEFAULT_LOG_EVERY_STEPS,
+    DEFAULT_WANDB_PROJECT,
+    NO_REPORT,
+    REPORT_CHOICES,
+    TENSORBOARD,
+)
 
 EXAMPLES = """examples:
   statechange download --weights vit-l-14 && statechange download --output videos   # once
@@ -46,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="where frozen-backbone features are kept; when not given, OUTPUT/features")
     data.add_argument("--ignore-video-weight", action="store_true",
                       help="weight 1 for every video (datasets without relevance scores)")
-    data.add_argument("--num-workers", type=int, default=2, metavar="N", help="data-loading processes per GPU/process")
+    data.add_argument("--workers", "--num-workers", type=int, default=2, metavar="N",
+                      help="data-loading processes per GPU/process")
 
     net = parser.add_argument_group("model")
     net.add_argument("--backbone", default=model.backbone,
@@ -94,6 +102,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
                      help="end this run after epoch E (e.g. a job time limit); continue later with --resume; "
                      "when not given, all epochs run")
+    report = parser.add_argument_group("logging")
+    report.add_argument("--report-to", nargs="+", choices=REPORT_CHOICES, default=[TENSORBOARD],
+                        help="where the numbers go besides the console and OUTPUT/log.jsonl: OUTPUT/tensorboard, "
+                        "Weights & Biases (pip install 'statechange[wandb]'; WANDB_MODE=offline works without an "
+                        "account), or none")
+    report.add_argument("--wandb-project", default=DEFAULT_WANDB_PROJECT, metavar="NAME",
+                        help="the W&B project of --report-to wandb")
+    report.add_argument("--log-every-steps", type=int, default=DEFAULT_LOG_EVERY_STEPS, metavar="N",
+                        help="optimiser steps between per-step losses and learning rates (OUTPUT/steps.jsonl and "
+                        "the --report-to tools)")
     add_runtime_options(parser, chunk_help="frames per no-grad forward pass (memory only; results do not change)")
     parser.set_defaults(func=run_train)
 
@@ -130,8 +148,10 @@ def run_train(args: argparse.Namespace) -> int:
                        frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights,
                        init_from=args.init_from)
     options = TrainOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
-                           num_workers=args.num_workers,
+                           num_workers=args.workers,
                            progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
-                           chunk_size=args.chunk_size)
+                           chunk_size=args.chunk_size, log_every_steps=args.log_every_steps,
+                           report_to=tuple(r for r in args.report_to if r != NO_REPORT),
+                           wandb_project=args.wandb_project)
     train(config_from_args(args), paths, options)
     return 0

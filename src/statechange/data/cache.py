@@ -57,7 +57,6 @@ import numpy as np
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 from PIL import Image
-from tqdm import tqdm
 
 from statechange._io import TEMP_SUFFIX, atomic_write, remove_abandoned, temp_files, write_text
 from statechange.checksums import ALGORITHM, checksum, incremental_checksum
@@ -74,6 +73,7 @@ from statechange.data.decode import (
 )
 from statechange.data.index import VideoFile
 from statechange.errors import StateChangeError
+from statechange.progress import progress as progress_bar
 from statechange.runtime import die_with_parent, worker_lifeline
 
 CACHE_SUFFIX = ".frames"
@@ -390,8 +390,8 @@ def _extract_locked(videos: Sequence[VideoFile], cache_root: str | Path, workers
             summary.damaged.append(str(cache.path_for(video)))
     if not retry_failed:
         todo = _skip_unchanged_failures(todo, _previous_failures(cache.root / FAILURES_FILE), summary)
-    bar = tqdm(total=len(videos), initial=summary.skipped + summary.not_retried, unit="video", desc="extract",
-               disable=not progress)
+    bar = progress_bar(total=len(videos), initial=summary.skipped + summary.not_retried, unit="video",
+                       desc="extract", enabled=progress)
     bar.set_postfix(done=0, skipped=summary.skipped, failed=0)
     try:
         results = (

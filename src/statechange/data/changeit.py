@@ -11,6 +11,7 @@ building its parser; the functions import the dataset index when called.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -123,6 +124,23 @@ def listed_video_ids(dataset_root: Path, categories: Sequence[str] | None = None
     return ids
 
 
+def parse_categories(values: str | Sequence[str] | None) -> list[str] | None:
+    """``--categories`` (every command spells it alike): names, separated by spaces or commas, and files
+    (one name per line, or a categories.csv's first column), in the order given."""
+    if values is None:
+        return None
+    names: list[str] = []
+    for value in [values] if isinstance(values, str) else values:
+        path = Path(value)
+        if path.is_file():
+            rows = [row for row in csv.reader(path.read_text().splitlines()) if row and row[0].strip()]
+            listed = [row[0].strip() for row in rows]
+            names += listed[1:] if listed and listed[0] == "DIR_NAME" else listed  # ChangeIt's header
+        else:
+            names += [name.strip() for name in value.split(",") if name.strip()]
+    return names
+
+
 __all__ = [
     "AUTO",
     "CHANGEIT",
@@ -133,5 +151,6 @@ __all__ = [
     "changeit_root",
     "dataset_categories",
     "listed_video_ids",
+    "parse_categories",
     "resolve_dataset_root",
 ]

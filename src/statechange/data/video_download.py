@@ -226,11 +226,11 @@ def _run_all(to_fetch: list[tuple[str, str]], output: Path,
     if not to_fetch:
         return
     youtube_dl = _import_yt_dlp()
-    from tqdm import tqdm
+    from statechange.progress import progress
 
     pool = ThreadPoolExecutor(max_workers=options.workers)
     try:
-        with tqdm(total=len(to_fetch), unit="video", disable=not options.progress) as bar:
+        with progress(total=len(to_fetch), unit="video", desc="download", enabled=options.progress) as bar:
             futures = {pool.submit(_download_with_retries, youtube_dl, category, video_id, output, options):
                        (category, video_id) for category, video_id in to_fetch}
             for future in as_completed(futures):
