@@ -10,6 +10,7 @@ once, no padding) and the per-video records are merged in memory with ``all_gath
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,11 +25,11 @@ from statechange.data.cache import EXACT_SOURCE, FrameCache, load_frames
 from statechange.data.decode import VideoDecodeError
 from statechange.data.index import IndexedVideo, build_index, read_annotation
 from statechange.data.prefetch import prefetched
-from statechange.errors import StateChangeError
+from statechange.errors import StateChangeError, listing
 from statechange.features import FeatureStore
 from statechange.inference import frames_config_of, ready_for_inference, recipe_of, video_logits
 from statechange.labels import category_probabilities
-from statechange.metrics import MetricsAccumulator
+from statechange.metrics import LengthMismatchWarning, MetricsAccumulator
 from statechange.model import StateChangeModel
 from statechange.predictions import prediction_path, write_predictions
 from statechange.progress import progress as progress_bar
@@ -43,6 +44,7 @@ class EvaluationResult:
     recipe: str | None = None  # the evaluated checkpoint's training recipe, described (evaluate_checkpoint)
     report: Path | None = None  # the HTML report (<report_dir>/index.html) when one was asked for
     report_videos: list[report.ReportVideo] = field(default_factory=list)  # its rows, all ranks
+    length_mismatches: list[str] = field(default_factory=list)  # "key (T frames, T' annotated seconds)", all ranks
 
 
 VideoInputs = torch.Tensor | np.ndarray  # stored features float32 [T, F], or frames uint8 [T, H, W, 3]
@@ -90,18 +92,24 @@ def evaluate(
     progress: bool = False,
     report_dir: Path | None = None,
     report_title: str = "statechange evaluation",
+    allow_length_mismatch: bool = False,
 ) -> EvaluationResult:
     """Score every annotated video once across all ranks; every rank gets the merged result.
 
     The next video is loaded (decoded, or read from the caches) in a background thread while the
     model runs on the current one. ``report_dir``: also write the HTML report there (``report.py``: the
     metrics beside chance, each video's picture with the annotated truth).
+
+    A video whose decoded frames and annotation differ in length (the symptom of a decoding
+    misalignment) is an error naming every such video, as the release asserted; with
+    ``allow_length_mismatch`` the shorter length is scored and the videos are listed in the result.
     """
     rank, world_size = distributed.rank_and_world_size()
     model.eval()
     local = MetricsAccumulator()
     failed: list[tuple[str, str]] = []
     rows: list[report.ReportVideo] = []
+    mismatches: list[str] = []
     shard = list(videos)[rank::world_size]
     for video in shard:
         if video.annotation is None:
@@ -115,9 +123,15 @@ def evaluate(
             continue
         state, action = logits_of(model, inputs, settings)
         initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index,
-                                                                           model.config.smoothing_seconds))
-        labels = read_annotation(video.annotation)
-        record = local.add_video(initial, act, end, labels, video.category, video.key)
+                                                                     model.config.smoothing_seconds))
+        labels = read_annotation(video.annotation)  # [T']
+        if len(labels) != len(initial):
+            mismatches.append(f"{video.key} ({len(initial)} frames, {len(labels)} annotated seconds)")
+            if not allow_length_mismatch:
+                continue
+        with warnings.catch_warnings():  # counted in the result instead
+            warnings.simplefilter("ignore", LengthMismatchWarning)
+            record = local.add_video(initial, act, end, labels, video.category, video.key)
         if predictions_out is not None:
             write_predictions(prediction_path(predictions_out, video.category, video.video_id), initial, act, end)
         if report_dir is not None:
@@ -126,7 +140,14 @@ def evaluate(
                                          labels, record, frames))
     merged = MetricsAccumulator.from_states(distributed.all_gather_objects(local.to_state()))
     all_failed = [item for part in distributed.all_gather_objects(failed) for item in part]
-    result = EvaluationResult(merged, all_failed)
+    all_mismatches = [item for part in distributed.all_gather_objects(mismatches) for item in part]
+    if all_mismatches and not allow_length_mismatch:
+        raise StateChangeError(
+            f"{len(all_mismatches)} video(s) decode to a different number of frames than their annotation has "
+            f"seconds, a sign of misaligned decoding: {listing(sorted(all_mismatches))}; check how these files decode, "
+            "or pass --allow-length-mismatch to score the shorter length."
+        )
+    result = EvaluationResult(merged, all_failed, length_mismatches=all_mismatches)
     if report_dir is not None:
         result.report_videos = [row for part in distributed.all_gather_objects(rows) for row in part]
         if rank == 0:
@@ -153,30 +174,35 @@ def evaluate_checkpoint(
     progress: bool = False,
     categories: list[str] | None = None,
     report_dir: Path | None = None,
+    allow_length_mismatch: bool = False,
 ) -> EvaluationResult:
     """Evaluate a saved checkpoint, or a release ``.pth`` file (``categories`` name its classes), on the
     annotated videos of a dataset (categories matched by name); ``report_dir``: also write the HTML report.
 
-    The crop is the checkpoint's own (``settings.crop`` is replaced by it).
+    The crop is the checkpoint's own (``settings.crop`` is replaced by it). Videos that chose the
+    checkpoint's run's ``best`` (``--val-fraction``) are left out.
     """
     loaded = load_any_checkpoint(checkpoint, device=settings.device, categories=categories)
     index = build_index(video_roots, dataset_root, ignore_video_weight=True)
-    unknown = sorted({v.category for v in index.test} - set(loaded.categories))
+    held_out = set(loaded.metadata.get("excluded_from_test") or [])  # the run's --val-fraction videos
+    test = [v for v in index.test if v.key not in held_out]
+    unknown = sorted({v.category for v in test} - set(loaded.categories))
     if unknown:
         raise StateChangeError(
             f"The dataset has annotated videos of categories the checkpoint {checkpoint} was not trained on "
             f"({', '.join(unknown)}); evaluate with the video roots of its training categories."
         )
-    if not index.test:
+    if not test:
         raise StateChangeError(f"No annotated video found for {dataset_root}/annotations in the video roots; "
                                "check --video-roots and --dataset-root.")
-    videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in index.test]
+    videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in test]
     frames_config = frames_config_of(loaded)
     recipe = describe_recipe(recipe_of(loaded), loaded.model)
     model = ready_for_inference(loaded.model, settings.device)
     result = evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
                       frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,
-                      progress=progress, report_dir=report_dir, report_title=f"{checkpoint}: {recipe}")
+                      progress=progress, report_dir=report_dir,
+                      allow_length_mismatch=allow_length_mismatch, report_title=f"{checkpoint}: {recipe}")
     result.recipe = recipe
     return result
 

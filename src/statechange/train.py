@@ -36,7 +36,7 @@ from statechange.data.decode import VideoDecodeError
 from statechange.data.index import DatasetIndex, IndexedVideo, build_index
 from statechange.download import find_cached_weights
 from statechange.errors import StateChangeError
-from statechange.evaluate import evaluate
+from statechange.evaluate import EvaluationResult, evaluate
 from statechange.factory import build_model
 from statechange.features import FeatureStore, backbone_fingerprint, compute_features
 from statechange.inference import autocast, prepare_frames, video_logits
@@ -57,6 +57,7 @@ from statechange.reporting import (
     WandbReporter,
     check_report_to,
 )
+from statechange.selection import SELECTION_METRIC, HeldOut, held_out_split
 from statechange.targets import PseudoLabels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
@@ -75,6 +76,7 @@ class TrainPaths:
     feature_cache: Path | None = None  # default: <output>/features
     backbone_weights: Path | None = None  # --clip-weights: pretrained backbone weights
     init_from: Path | None = None  # --init-from: a whole model (release .pth or checkpoint) to start from
+    val_annotations: Path | None = None  # --val-annotations: a held-out validation set that chooses best
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class TrainOptions:
     log_every_steps: int = DEFAULT_LOG_EVERY_STEPS  # optimiser steps between steps.jsonl/TensorBoard/W&B records
     report_to: tuple[str, ...] = (TENSORBOARD,)  # besides the console and log.jsonl: tensorboard, wandb
     wandb_project: str = DEFAULT_WANDB_PROJECT
+    val_fraction: float | None = None  # this seeded share of the annotated videos chooses best, not reported as test
 
 
 @dataclass
@@ -207,7 +210,8 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     for epoch in range(run.start_epoch, run.last_epoch + 1):
         epochs_run.append(epoch)
         record = _train_one_epoch(run, epoch)
-        if run.test_videos and (epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs):
+        due = epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs
+        if (run.test_videos or run.held_out) and due:
             summary = _validate(run, record)
         _save_checkpoints(run, record)  # then the log: a kill in between leaves the record in the checkpoint
         run.log.epoch(record)
@@ -300,6 +304,7 @@ class _Run:
     last_epoch: int
     best_precision: float
     skipped_undecodable: set[str]  # keys of the videos this process has skipped so far
+    held_out: HeldOut | None = None  # the validation set that chooses best; None: no best is kept
 
 
 def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
@@ -314,7 +319,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
 
     index = build_index(paths.video_roots, paths.dataset_root, config.loss.ignore_video_weight)
     log.print(index.report.format())
-    train_videos, test_videos = index.train, index.test
+    train_videos, test_videos, held_out = held_out_split(index, paths.val_annotations, options.val_fraction,
+                                                         config.seed)
     batch_size, world_size = config.optim.local_batch_size, context.world_size
     accumulate = config.optim.accumulate_steps
     steps_per_epoch = len(train_videos) // (batch_size * world_size * accumulate)  # optimiser steps
@@ -346,8 +352,9 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
         fingerprint = backbone_fingerprint(model.backbone, config.model.backbone, config.frames, forward.precision,
                                            device.type)
         feature_store = FeatureStore(paths.feature_cache or paths.output / "features", fingerprint)
-        _compute_features(model, [*train_videos, *test_videos], feature_store, frame_cache, config, forward,
-                          context, log, options.progress)
+        validation = held_out.videos if held_out is not None else []
+        _compute_features(model, [*train_videos, *test_videos, *validation], feature_store, frame_cache, config,
+                          forward, context, log, options.progress)
 
     step_module: torch.nn.Module = _TrainStep(model)
     if context.is_distributed:
@@ -369,7 +376,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
         config.optim.n_epochs, options.stop_after_epoch)
     return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
                 frame_cache, model, teacher, optimisation, use_features, feature_store, step_module, sampler,
-                loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set())
+                loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set(),
+                held_out)
 
 
 def _initial_model(config: TrainConfig, paths: TrainPaths, weights_file: Path | None,
@@ -481,29 +489,53 @@ def _log_step(run: _Run, epoch: int, step: int, losses: _StepLosses) -> None:
 
 
 def _validate(run: _Run, record: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate on the annotated videos; adds the metrics to ``record`` and returns their summary."""
-    result = evaluate(run.model, run.test_videos, run.forward, run.config.frames, run.frame_cache, run.feature_store,
-                      progress=run.context.is_main and run.options.progress)
-    summary = result.metrics.summary()
-    record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
-    record["per_category"] = summary["per_category"]
-    record["validation_failed"] = len(result.failed)
-    run.log.print(result.metrics.format_table())
+    """Evaluate on the test videos (and the held-out validation set); adds the metrics to ``record`` and
+    returns the test summary."""
+    summary: dict[str, Any] = {}
+    if run.test_videos:
+        result = _evaluate_videos(run, run.test_videos)
+        summary = result.metrics.summary()
+        record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
+        record["per_category"] = summary["per_category"]
+        record["validation_failed"] = len(result.failed)
+        record["length_mismatches"] = len(result.length_mismatches)
+        run.log.print(result.metrics.format_table())
+    if run.held_out is not None:
+        held_out = _evaluate_videos(run, run.held_out.videos).metrics.summary()
+        record["val_metrics"] = {k: v for k, v in held_out.items() if k != "per_category"}
+        run.log.print(f"validation ({run.held_out.description}): {SELECTION_METRIC} "
+                      f"{record['val_metrics'][SELECTION_METRIC]:.4f}")
     return summary
 
 
+def _evaluate_videos(run: _Run, videos: list[IndexedVideo]) -> EvaluationResult:
+    """Evaluation during training scores length mismatches on the shorter length and counts them."""
+    return evaluate(run.model, videos, run.forward, run.config.frames, run.frame_cache, run.feature_store,
+                    progress=run.context.is_main and run.options.progress, allow_length_mismatch=True)
+
+
 def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
-    """``last`` after every epoch, ``best`` when state precision improved (main process only)."""
+    """``last`` after every epoch; ``best`` when state precision on the held-out validation set improved
+    (only runs given one keep a best; main process only)."""
     if not run.context.is_main:
         return
     epoch, categories, output = record["epoch"], run.index.categories, run.paths.output
     metadata = {"train_config": to_dict(run.config), "epoch": epoch, "metrics": record.get("metrics")}
-    precision_now = (record.get("metrics") or {}).get("state_precision")
+    if run.held_out is not None:
+        metadata.update(_selection_metadata(run.held_out, record))
+    precision_now = (record.get("val_metrics") or {}).get(SELECTION_METRIC)
     if precision_now is not None and precision_now > run.best_precision:
         run.best_precision = precision_now
         save_checkpoint(output / BEST, run.model, categories, metadata)
     save_checkpoint(output / LAST, run.model, categories, metadata,
                     _training_state(record, run.optimisation, run.teacher, run.best_precision))
+
+
+def _selection_metadata(held_out: HeldOut, record: dict[str, Any]) -> dict[str, Any]:
+    """What checkpoints of a run with a validation set record: the set that chose best, its metrics, and
+    the annotated videos a test report must leave out."""
+    return {"selected_by": {"set": held_out.description, "metric": SELECTION_METRIC},
+            "val_metrics": record.get("val_metrics"), "excluded_from_test": list(held_out.excluded_from_test)}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from statechange.cli._common import (
@@ -42,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "whole): the per-category table beside chance and one row per test video with its picture, "
                         "the annotated seconds shaded and each chosen second marked right or wrong; rows sort by "
                         "category and by correctness; when not given, no report is written")
+    parser.add_argument("--allow-length-mismatch", action="store_true",
+                        help="score videos whose decoded frames and annotation differ in length on the shorter "
+                        "length (and report how many); without it such videos are an error")
     parser.add_argument("--json", action="store_true", help="print the summary as a JSON object")
     add_categories_option(parser)
     add_runtime_options(parser, precision_default="fp32")  # fp32 by default, as the release
@@ -68,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             frame_cache=args.cache, predictions_out=args.predictions_out,
             progress=context.is_main and not args.no_progress, categories=parse_categories(args.categories),
             report_dir=args.report,
+            allow_length_mismatch=args.allow_length_mismatch,
         )
     finally:
         distributed.cleanup()
@@ -82,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
             "see the lines above): check the videos under --video-roots (or --cache) and run again."
         )
     if context.is_main:
+        if result.length_mismatches:
+            print(f"{len(result.length_mismatches)} video(s) scored on the shorter of frames and annotation: "
+                  f"{', '.join(result.length_mismatches)}", file=sys.stderr)
         if args.json:
             print(json.dumps({"recipe": result.recipe, **result.metrics.summary()}, indent=2))
         else:

@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="frame cache made by `statechange extract`; when not given, videos are decoded on the fly")
     data.add_argument("--feature-cache", type=Path, default=None, metavar="DIR",
                       help="where frozen-backbone features are kept; when not given, OUTPUT/features")
+    data.add_argument("--val-annotations", type=Path, default=None, metavar="DIR",
+                      help="annotations (<category>/<video_id>.fps1.csv) of held-out videos in the video roots: they "
+                      "leave training and choose OUTPUT/best; when neither this nor --val-fraction is given, no best "
+                      "is kept (evaluate OUTPUT/last, as the paper reports)")
+    data.add_argument("--val-fraction", type=float, default=None, metavar="F",
+                      help="this seeded share of the annotated videos chooses OUTPUT/best and is left out of the test "
+                      "report (here and in `statechange evaluate`)")
     data.add_argument("--ignore-video-weight", action="store_true",
                       help="weight 1 for every video (datasets without relevance scores)")
     data.add_argument("--workers", "--num-workers", type=int, default=2, metavar="N",
@@ -146,12 +153,12 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"Dataset metadata: {choice.description}")
     paths = TrainPaths(video_roots=tuple(args.video_roots), dataset_root=choice.root, output=args.output,
                        frame_cache=args.cache, feature_cache=args.feature_cache, backbone_weights=args.clip_weights,
-                       init_from=args.init_from)
+                       init_from=args.init_from, val_annotations=args.val_annotations)
     options = TrainOptions(device=args.device, resume=args.resume, overwrite=args.overwrite,
                            num_workers=args.workers,
                            progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
                            chunk_size=args.chunk_size, log_every_steps=args.log_every_steps,
                            report_to=tuple(r for r in args.report_to if r != NO_REPORT),
-                           wandb_project=args.wandb_project)
+                           wandb_project=args.wandb_project, val_fraction=args.val_fraction)
     train(config_from_args(args), paths, options)
     return 0
