@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       "is kept (evaluate OUTPUT/last, as the paper reports)")
     data.add_argument("--val-fraction", type=float, default=None, metavar="F",
                       help="this seeded share of the annotated videos chooses OUTPUT/best and is left out of the test "
-                      "report (here and in `statechange evaluate`)")
+                      "report (here and in `statechange evaluate`); when not given, every annotated video is a test "
+                      "video")
     data.add_argument("--ignore-video-weight", action="store_true",
                       help="weight 1 for every video (datasets without relevance scores)")
     data.add_argument("--workers", "--num-workers", type=int, default=2, metavar="N",
