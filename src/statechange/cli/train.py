@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="where frozen-backbone features are kept; when not given, OUTPUT/features")
     data.add_argument("--val-annotations", type=Path, default=None, metavar="DIR",
                       help="annotations (<category>/<video_id>.fps1.csv) of held-out videos in the video roots: they "
-                      "leave training and choose OUTPUT/best; when neither this nor --val-fraction is given, no best "
+                      "leave training and choose OUTPUT/best; when not given (nor --val-fraction), no best "
                       "is kept (evaluate OUTPUT/last, as the paper reports)")
     data.add_argument("--val-fraction", type=float, default=None, metavar="F",
                       help="this seeded share of the annotated videos chooses OUTPUT/best and is left out of the test "
