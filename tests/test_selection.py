@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,13 @@ def test_val_fraction_chooses_best_and_is_left_out_of_every_test_report(fraction
         "metric": "state_precision"}
     assert best.metadata["val_metrics"]["state_precision"] is not None
     assert n_videos(result.summary) == n_annotated - len(held_out)  # the training log's test report
+    assert best.metadata["validation_videos"] == sorted(held_out)
+    capsys.readouterr()
     assert main(["evaluate", "--checkpoint", str(output / "last"), *data_args(tiny_dataset)]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    evaluated = json.loads(captured.out)
     assert n_videos(evaluated) == n_annotated - len(held_out)
+    assert f"left out {len(held_out)} annotated video(s) that chose the run's best" in captured.err
     assert evaluated["state_precision"] == pytest.approx(result.summary["state_precision"])
 
 
@@ -108,3 +113,26 @@ def test_a_length_mismatch_is_an_error_in_evaluate_unless_allowed(fraction_run, 
     assert f"1 video(s) scored on the shorter of frames and annotation: {key}" in captured.err
     n_annotated = len(list((dataset / "annotations").glob("*/*.fps1.csv")))
     assert n_videos(json.loads(captured.out)) == n_annotated - len(held_out)  # the mismatched video is scored
+
+
+def test_resume_keeps_the_validation_set_it_started_with(fraction_run, tiny_dataset, tmp_path):
+    output = tmp_path / "run"
+    shutil.copytree(fraction_run[0], output)
+    resume = TrainOptions(**{**OPTIONS.__dict__, "resume": True})
+    for changed in (resume, replace(resume, val_fraction=0.25)):  # none, then another share
+        with pytest.raises(StateChangeError, match=r"--resume: the run in .* was started with --val-fraction 0.5"):
+            train(CONFIG, paths_for(tiny_dataset, output), changed)
+    same = train(CONFIG, paths_for(tiny_dataset, output), replace(resume, val_fraction=0.5))
+    assert same.epochs_run == []  # the schedule was already complete: accepted, nothing left to run
+
+
+def test_a_bad_val_fraction_is_refused_before_overwrite_deletes_anything(fraction_run, tiny_dataset, tmp_path, capsys):
+    output = tmp_path / "run"
+    shutil.copytree(fraction_run[0], output)
+    args = ["train", "--video-roots", str(tiny_dataset / "videos"), "--dataset-root", str(tiny_dataset / "dataset"),
+            "--backbone", "tiny", "--device", "cpu", "--no-progress", "--output", str(output), "--overwrite"]
+    assert main([*args, "--val-fraction", "1.5"]) == 2
+    assert "--val-fraction must be between 0 and 1" in capsys.readouterr().err
+    assert main([*args, "--val-fraction", "0.5", "--val-annotations", str(tiny_dataset / "truth")]) == 2
+    assert "Pass one of --val-annotations and --val-fraction" in capsys.readouterr().err
+    assert (output / "last" / "model.safetensors").exists() and (output / "best" / "model.safetensors").exists()

@@ -45,6 +45,7 @@ class EvaluationResult:
     report: Path | None = None  # the HTML report (<report_dir>/index.html) when one was asked for
     report_videos: list[report.ReportVideo] = field(default_factory=list)  # its rows, all ranks
     length_mismatches: list[str] = field(default_factory=list)  # "key (T frames, T' annotated seconds)", all ranks
+    held_out: int = 0  # annotated videos left out: they chose the checkpoint's run's best (evaluate_checkpoint)
 
 
 VideoInputs = torch.Tensor | np.ndarray  # stored features float32 [T, F], or frames uint8 [T, H, W, 3]
@@ -204,6 +205,7 @@ def evaluate_checkpoint(
                       progress=progress, report_dir=report_dir,
                       allow_length_mismatch=allow_length_mismatch, report_title=f"{checkpoint}: {recipe}")
     result.recipe = recipe
+    result.held_out = len(index.test) - len(test)
     return result
 
 

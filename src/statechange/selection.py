@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,8 +37,7 @@ def held_out_split(
     index: DatasetIndex, val_annotations: Path | None, val_fraction: float | None, seed: int
 ) -> tuple[list[IndexedVideo], list[IndexedVideo], HeldOut | None]:
     """(training videos, test videos, validation set or None) of a run."""
-    if val_annotations is not None and val_fraction is not None:
-        raise StateChangeError("Pass one of --val-annotations and --val-fraction, not both.")
+    check_validation_options(val_annotations, val_fraction)
     if val_annotations is not None:
         return _from_annotations(index, val_annotations)
     if val_fraction is not None:
@@ -75,7 +75,7 @@ def _from_fraction(index: DatasetIndex, fraction: float, seed: int
                    ) -> tuple[list[IndexedVideo], list[IndexedVideo], HeldOut]:
     annotated = index.test
     n_validation = round(fraction * len(annotated))
-    if not 0 < fraction < 1 or n_validation == 0 or n_validation == len(annotated):
+    if n_validation == 0 or n_validation == len(annotated):
         raise StateChangeError(
             f"--val-fraction {fraction} of {len(annotated)} annotated videos leaves no validation or no test video; "
             "pass a fraction between 0 and 1 that keeps at least one of each."
@@ -89,4 +89,40 @@ def _from_fraction(index: DatasetIndex, fraction: float, seed: int
     return index.train, test, HeldOut(validation, description, tuple(v.key for v in validation))
 
 
-__all__ = ["SELECTION_METRIC", "HeldOut", "held_out_split"]
+def check_validation_options(val_annotations: Path | None, fraction: float | None) -> None:
+    """Refuse both validation options at once, or a --val-fraction outside (0, 1), before any work starts (the
+    dataset's size is checked by ``held_out_split``)."""
+    if val_annotations is not None and fraction is not None:
+        raise StateChangeError("Pass one of --val-annotations and --val-fraction, not both.")
+    if fraction is not None and not 0 < fraction < 1:  # NaN too
+        raise StateChangeError(f"--val-fraction must be between 0 and 1 (exclusive), got {fraction}: e.g. 0.2 holds "
+                               "out a fifth of the annotated videos.")
+
+
+def selection_metadata(held_out: HeldOut | None, val_metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """What the checkpoints of a run record about its validation set (nothing without one): the set that chose
+    best, its metrics, its videos (a resume must keep them) and the annotated videos a test report leaves out."""
+    if held_out is None:
+        return {}
+    return {"selected_by": {"set": held_out.description, "metric": SELECTION_METRIC}, "val_metrics": val_metrics,
+            "validation_videos": sorted(v.key for v in held_out.videos),
+            "excluded_from_test": list(held_out.excluded_from_test)}
+
+
+def check_same_validation(saved_metadata: dict[str, Any], held_out: HeldOut | None, directory: Path) -> None:
+    """Refuse a resume whose validation set differs from the one the run started with: best would then be
+    chosen on two sets, and the test report would change its videos mid-run."""
+    saved = saved_metadata.get("validation_videos")  # None: the run had no validation set
+    now = sorted(v.key for v in held_out.videos) if held_out is not None else None
+    if saved == now:
+        return
+    was = "no validation set" if saved is None else saved_metadata.get("selected_by", {}).get("set", "another set")
+    raise StateChangeError(
+        f"--resume: the run in {directory} was started with {was}, not "
+        f"{'no validation set' if held_out is None else held_out.description}: resume with the same "
+        "--val-annotations / --val-fraction (and --seed), or start a new run (another --output, or --overwrite)."
+    )
+
+
+__all__ = ["SELECTION_METRIC", "HeldOut", "check_same_validation", "check_validation_options",
+           "held_out_split", "selection_metadata"]

@@ -57,7 +57,14 @@ from statechange.reporting import (
     WandbReporter,
     check_report_to,
 )
-from statechange.selection import SELECTION_METRIC, HeldOut, held_out_split
+from statechange.selection import (
+    SELECTION_METRIC,
+    HeldOut,
+    check_same_validation,
+    check_validation_options,
+    held_out_split,
+    selection_metadata,
+)
 from statechange.targets import PseudoLabels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
@@ -170,6 +177,7 @@ def augmentation_seed(seed: int, epoch: int, position: int) -> int:
 def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainOptions()) -> TrainResult:
     """Train a model, writing checkpoints and logs to ``paths.output``."""
     check_settings(config, options)
+    check_validation_options(paths.val_annotations, options.val_fraction)
     context = distributed.setup(options.device)
     try:
         return _train(config, paths, options, context)
@@ -345,7 +353,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     teacher = EmaTeacher(model, config.recipe.teacher_decay) if config.recipe.teacher_decay > 0 else None
     start_epoch, best_precision = 1, -math.inf
     if options.resume:
-        start_epoch, best_precision = _resume(paths.output / LAST, model, optimisation, teacher, config, index, log)
+        start_epoch, best_precision = _resume(paths.output / LAST, model, optimisation, teacher, config, index, log,
+                                              held_out)
 
     feature_store = None
     if use_features:  # features once, when the backbone is frozen and frames are not augmented
@@ -521,21 +530,13 @@ def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
         return
     epoch, categories, output = record["epoch"], run.index.categories, run.paths.output
     metadata = {"train_config": to_dict(run.config), "epoch": epoch, "metrics": record.get("metrics")}
-    if run.held_out is not None:
-        metadata.update(_selection_metadata(run.held_out, record))
+    metadata.update(selection_metadata(run.held_out, record.get("val_metrics")))
     precision_now = (record.get("val_metrics") or {}).get(SELECTION_METRIC)
     if precision_now is not None and precision_now > run.best_precision:
         run.best_precision = precision_now
         save_checkpoint(output / BEST, run.model, categories, metadata)
     save_checkpoint(output / LAST, run.model, categories, metadata,
                     _training_state(record, run.optimisation, run.teacher, run.best_precision))
-
-
-def _selection_metadata(held_out: HeldOut, record: dict[str, Any]) -> dict[str, Any]:
-    """What checkpoints of a run with a validation set record: the set that chose best, its metrics, and
-    the annotated videos a test report must leave out."""
-    return {"selected_by": {"set": held_out.description, "metric": SELECTION_METRIC},
-            "val_metrics": record.get("val_metrics"), "excluded_from_test": list(held_out.excluded_from_test)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -747,7 +748,7 @@ def _training_state(record: dict[str, Any], optimisation: Optimisation, teacher:
 
 
 def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, teacher: EmaTeacher | None,
-            config: TrainConfig, index: DatasetIndex, log: _Logger) -> tuple[int, float]:
+            config: TrainConfig, index: DatasetIndex, log: _Logger, held_out: HeldOut | None) -> tuple[int, float]:
     """Load the last checkpoint's weights and training state; returns (first epoch to run, best precision)."""
     if find_checkpoint(directory) is None:
         log.print(f"--resume: no checkpoint at {directory} yet, starting from scratch")
@@ -769,6 +770,7 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
             f"--resume: the run in {directory} was started with other settings ({'; '.join(changed)}): resume with "
             "the settings it was started with, or start a new run (another --output, or --overwrite)."
         )
+    check_same_validation(checkpoint.metadata, held_out, directory)
     if saved and saved.get("optim", {}).get("n_epochs") != config.optim.n_epochs:
         log.print(f"--resume: continuing to {config.optim.n_epochs} epochs (the run was started for "
                   f"{saved.get('optim', {}).get('n_epochs')})")

@@ -87,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
             "see the lines above): check the videos under --video-roots (or --cache) and run again."
         )
     if context.is_main:
+        if result.held_out:
+            print(f"left out {result.held_out} annotated video(s) that chose the run's best (--val-fraction): they "
+                  "are not test videos of this checkpoint", file=sys.stderr)
         if result.length_mismatches:
             print(f"{len(result.length_mismatches)} video(s) scored on the shorter of frames and annotation: "
                   f"{', '.join(result.length_mismatches)}", file=sys.stderr)
