@@ -507,7 +507,8 @@ def _validate(run: _Run, record: dict[str, Any]) -> dict[str, Any]:
         record["metrics"] = {k: v for k, v in summary.items() if k != "per_category"}
         record["per_category"] = summary["per_category"]
         record["validation_failed"] = len(result.failed)
-        record["length_mismatches"] = len(result.length_mismatches)
+        if result.length_mismatches:  # scored on the shorter length; the log keeps its keys otherwise
+            record["length_mismatches"] = len(result.length_mismatches)
         run.log.print(result.metrics.format_table())
     if run.held_out is not None:
         held_out = _evaluate_videos(run, run.held_out.videos).metrics.summary()
