@@ -108,8 +108,9 @@ def test_a_length_mismatch_is_an_error_in_evaluate_unless_allowed(fraction_run, 
     error = capsys.readouterr().err
     assert "1 video(s) decode to a different number of frames than their annotation" in error
     assert key in error and "--allow-length-mismatch" in error
-    assert main([*args, "--allow-length-mismatch"]) == 0
+    assert main([*args, "--allow-length-mismatch", "--report", str(tmp_path / "report")]) == 0
     captured = capsys.readouterr()
+    assert key.split("/")[1] in (tmp_path / "report" / "index.html").read_text()  # its row, drawn as scored
     assert f"1 video(s) scored on the shorter of frames and annotation: {key}" in captured.err
     n_annotated = len(list((dataset / "annotations").glob("*/*.fps1.csv")))
     assert n_videos(json.loads(captured.out)) == n_annotated - len(held_out)  # the mismatched video is scored

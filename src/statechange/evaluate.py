@@ -136,9 +136,10 @@ def evaluate(
         if predictions_out is not None:
             write_predictions(prediction_path(predictions_out, video.category, video.video_id), initial, act, end)
         if report_dir is not None:
-            frames = inputs if isinstance(inputs, np.ndarray) else None  # stored features have no frames to show
-            rows.append(report.add_video(report_dir, video.path, video.category, video.video_id, (initial, act, end),
-                                         labels, record, frames))
+            n = min(len(initial), len(labels))  # an allowed length mismatch is shown as it is scored
+            frames = inputs[:n] if isinstance(inputs, np.ndarray) else None  # stored features have no frames
+            rows.append(report.add_video(report_dir, video.path, video.category, video.video_id,
+                                         (initial[:n], act[:n], end[:n]), labels[:n], record, frames))
     merged = MetricsAccumulator.from_states(distributed.all_gather_objects(local.to_state()))
     all_failed = [item for part in distributed.all_gather_objects(failed) for item in part]
     all_mismatches = [item for part in distributed.all_gather_objects(mismatches) for item in part]
