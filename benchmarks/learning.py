@@ -12,6 +12,7 @@ Target (issue 4): action P@1 >= 80 and state P@1 >= 50 with efficientnet_lite0 w
 
     python benchmarks/learning.py [--seeds 0 1 2] [--backbones efficientnet_lite0 tiny] [--work DIR]
                                   [--cache-quality 90|lossless]  (the frame cache of the training videos)
+                                  [--difficulty demo|hard]       (`statechange synth --difficulty`)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from statechange.config import ModelConfig, TrainConfig
 from statechange.data.cache import DEFAULT_QUALITY, CacheQuality, extract_videos, parse_quality
 from statechange.data.index import build_index, find_videos
-from statechange.data.synth import make_synthetic_dataset
+from statechange.data.synth import DIFFICULTIES, make_synthetic_dataset
 from statechange.evaluate import chance_metrics
 from statechange.train import TrainOptions, TrainPaths, train
 
@@ -36,22 +37,25 @@ KEYS = ("state_precision", "action_precision", "joint_state_precision", "joint_a
 
 
 def run_seed(work: Path, seed: int, backbones: list[str], sizes: tuple[int, int, int],
-             quality: CacheQuality = DEFAULT_QUALITY) -> list[dict]:
-    data, cache = work / f"data-{seed}", work / f"cache-{seed}-{quality}"
+             quality: CacheQuality = DEFAULT_QUALITY, difficulty: str = "demo") -> list[dict]:
+    """One seed's dataset (shared by every cache quality), its cache at ``quality``, then a run per backbone."""
+    name = f"{seed}" if difficulty == "demo" else f"{seed}-{difficulty}"
+    data, cache = work / f"data-{name}", work / f"cache-{name}-{quality}"
     if not (data / "dataset" / "categories.csv").exists():
-        make_synthetic_dataset(data, *sizes, seed=seed, workers=2, overwrite=True)
+        make_synthetic_dataset(data, *sizes, seed=seed, difficulty=DIFFICULTIES[difficulty], workers=2,
+                               overwrite=True)
     extract_videos(find_videos([data / "videos"]), cache, workers=2, progress=False, quality=quality)
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
     rows = [{"seed": seed, "backbone": "chance (uniform random)", "seconds": 0.0,
              **{k: round(v, 2) for k, v in chance_metrics(test_videos, seed=seed).items() if k in KEYS}}]
     for backbone in backbones:
         config = TrainConfig(model=ModelConfig(backbone=backbone), seed=seed)
-        output = work / f"run-{seed}-{backbone}"
+        output = work / f"run-{name}-{backbone}-{quality}"
         paths = TrainPaths(video_roots=(data / "videos",), dataset_root=data / "dataset", output=output,
-                           frame_cache=cache, feature_cache=work / f"features-{seed}")
+                           frame_cache=cache, feature_cache=work / f"features-{name}")  # keyed by frame source
         started = time.time()
-        result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
-        rows.append({"seed": seed, "backbone": backbone, "cache_quality": quality,
+        result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False, overwrite=True))
+        rows.append({"seed": seed, "backbone": backbone, "cache_quality": quality, "difficulty": difficulty,
                      "seconds": round(time.time() - started, 1),
                      **{k: round(result.summary[k], 2) for k in KEYS}})
     return rows
@@ -66,6 +70,8 @@ def main() -> None:
     parser.add_argument("--test-videos", type=int, default=4)
     parser.add_argument("--cache-quality", type=parse_quality, default=DEFAULT_QUALITY,
                         help="frame cache quality of the training videos: a JPEG quality or lossless")
+    parser.add_argument("--difficulty", choices=sorted(DIFFICULTIES), default="demo",
+                        help="how hard the synthetic data looks (statechange synth --difficulty)")
     parser.add_argument("--work", type=Path, default=Path("benchmarks/results/learning-work"))
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "learning.json")
     args = parser.parse_args()
@@ -73,7 +79,7 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         rows += run_seed(args.work, seed, args.backbones, (args.categories, args.train_videos, args.test_videos),
-                         args.cache_quality)
+                         args.cache_quality, args.difficulty)
     print(f"\n{'backbone':<26}{'seed':>5}{'state P@1':>11}{'action P@1':>12}{'joint st.':>11}{'joint act.':>12}"
           f"{'train s':>9}")
     for row in rows:
@@ -90,7 +96,8 @@ def main() -> None:
     args.output.write_text(json.dumps({
         "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads",
         "torch": torch.__version__, "dataset": {"categories": args.categories, "train_videos": args.train_videos,
-                                                "test_videos": args.test_videos},
+                                                "test_videos": args.test_videos, "difficulty": args.difficulty},
+        "cache_quality": args.cache_quality,
         "rows": rows, "means": means}, indent=2) + "\n")
     print(f"saved {args.output}")
 
