@@ -6,7 +6,10 @@ initial state only, end state only).
     python benchmarks/category_auto.py --checkpoint RUN/last --data SYNTHETIC_ROOT [--device cpu]
 
 SYNTHETIC_ROOT is what ``statechange synth`` (or the demo's data/) wrote: videos/, dataset/, truth/.
-Every category's curves come from one forward pass per video (the predictor's own path).
+Every category's curves come from one forward pass per video (the predictor's own path). With
+``--features DIR --cache DIR`` (a frozen-backbone run's feature store and the frame cache it trained
+from), the heads run on the backbone features stored there instead (the same logits without the
+backbone's cost; training videos' features then come from the cache's JPEG frames, as in training).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from statechange.data.cache import FrameCache, frame_source
 from statechange.data.decode import iter_frame_chunks
-from statechange.data.index import find_videos, read_annotation
-from statechange.inference import load_model, rank_categories, video_logits
+from statechange.data.index import VideoFile, find_videos, read_annotation
+from statechange.features import FeatureStore, backbone_fingerprint
+from statechange.inference import StateChangePredictor, load_model, rank_categories, video_logits
 from statechange.labels import ANNOTATION_ACTION, category_probabilities
 
 RULES = ("triplet score", "max action probability", "mean state+action probability")
@@ -58,13 +63,35 @@ def best_threshold(with_change: np.ndarray, without: np.ndarray) -> tuple[float,
     return float(cuts[best]), float(accuracy[best])
 
 
+@torch.no_grad()
+def logits_of(predictor: StateChangePredictor, video: VideoFile, store: FeatureStore | None,
+              cache: FrameCache | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """State [T, 2N+1] and action [T, N+1] logits: the heads on stored features when there are some, else the
+    whole model on the decoded video."""
+    if store is not None:
+        features = store.get(video, frame_source(video, cache, predictor.frames.fps, predictor.frames.size))
+        if features is not None:
+            return predictor.model.heads(features.to(predictor.settings.device))
+    chunks = iter_frame_chunks(video.path, predictor.settings.chunk_size, fps=predictor.frames.fps,
+                               size=predictor.frames.size)
+    logits = [video_logits(predictor.model, chunk, predictor.settings) for chunk in chunks]
+    return torch.cat([s for s, _ in logits]), torch.cat([a for _, a in logits])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--features", type=Path, default=None, help="a frozen-backbone run's feature store")
+    parser.add_argument("--cache", type=Path, default=None, help="the frame cache that run trained from")
     args = parser.parse_args()
     predictor = load_model(args.checkpoint, device=args.device)
+    model = predictor.model
+    store = None if args.features is None else FeatureStore(
+        args.features, backbone_fingerprint(model.backbone, model.config.backbone, predictor.frames,
+                                             predictor.settings.precision, torch.device(args.device).type))
+    cache = None if args.cache is None else FrameCache(args.cache)
     n_categories = len(predictor.categories)
     hits = {rule: [] for rule in RULES}
     true_scores: dict[bool, list[float]] = {True: [], False: []}
@@ -73,10 +100,7 @@ def main() -> None:
         labels = truth_of(args.data, video.category, video.video_id)
         if labels is None or video.category not in predictor.categories:
             continue
-        chunks = iter_frame_chunks(video.path, predictor.settings.chunk_size, fps=predictor.frames.fps,
-                                   size=predictor.frames.size)
-        logits = [video_logits(predictor.model, chunk, predictor.settings) for chunk in chunks]
-        state, action = torch.cat([s for s, _ in logits]), torch.cat([a for _, a in logits])
+        state, action = logits_of(predictor, video, store, cache)
         scores = rule_scores(state, action, n_categories)
         truth = predictor.categories.index(video.category)
         has_change = bool((labels == ANNOTATION_ACTION).any())

@@ -118,7 +118,8 @@ def run_variant(work: Path, data: Path, cache: Path, variant: str, seed: int, n_
         test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
         model = predictor.model
         store = FeatureStore(work / "features", backbone_fingerprint(model.backbone, model.config.backbone,
-                                                                     predictor.frames))
+                                                                     predictor.frames, predictor.settings.precision,
+                                                                     "cpu"))
         summary = evaluate(model, test_videos, ForwardSettings(), predictor.frames, FrameCache(cache),
                            store).metrics.summary()
     else:
