@@ -132,8 +132,8 @@ def _video_row(video: ReportVideo) -> str:
     return (f'<tr class="video" data-category="{html.escape(video.category)}" data-video="{name}" '
             f'data-right="{video.n_right}">'
             f"<td>{html.escape(video.category)}</td><td>{name}</td><td>{chosen}</td>"
-            f"<td>{video.n_right} / 3<br><small>joint state {video.joint_state_precision * 100:.0f}, "
-            f"joint action {video.joint_action_precision * 100:.0f}; triplet score {score}</small></td>"
+            f"<td>{video.n_right} / 3<br><small>joint state {video.joint_state_precision * 100:.0f}<br>"
+            f"joint action {video.joint_action_precision * 100:.0f}<br>triplet score {score}</small></td>"
             f'<td><a href="{html.escape(video.picture)}"><img src="{html.escape(video.picture)}" '
             f'alt="prediction of {name}" width="600"></a></td></tr>')
 
@@ -142,7 +142,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; vertical-align: top; }
-td:first-child, #videos td { text-align: left; }
+td:first-child, th:first-child, #videos td { text-align: left; }
 th { background: #f2f2f2; }
 th button { font: inherit; font-weight: bold; border: none; background: none; cursor: pointer; padding: 0; }
 th button::after { content: " \\2195"; color: #888; }
@@ -151,7 +151,8 @@ tr.overall { font-weight: bold; }
 .right { color: #1a9850; }
 .wrong { color: #d73027; }
 img { display: block; max-width: 600px; height: auto; }
-#videos td:nth-child(3) { white-space: nowrap; }
+#videos th { text-align: left; }
+#videos td:nth-child(3), #videos td:nth-child(4) { white-space: nowrap; }
 """
 
 # Clicking a sortable header orders the rows by it (category A to Z, right: most first; clicked again: reversed);
