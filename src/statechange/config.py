@@ -28,6 +28,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 OPENAI_VIT_L14_SHA256 = "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836"
 
 
+# Distributed runs: not the method's; the longest wait of a process in one collective operation before it fails
+# (longer than any validation pass or feature computation between two collectives).
+COLLECTIVE_TIMEOUT_MINUTES = 30.0
+
+
 @dataclass(frozen=True)
 class FrameConfig:
     """How videos become frames (METHOD.md, "Frames")."""

@@ -6,6 +6,11 @@ Works with no manual environment variables under
   SLURM_JOB_NODELIST as the rendezvous address, with a port derived from SLURM_JOB_ID;
 - a plain ``python``/``statechange`` call: one process, no process group.
 NCCL on GPUs, gloo on the CPU.
+
+A rank that dies takes the others down: gloo fails their next collective at once ("connection closed
+by peer"), NCCL's watchdog aborts them; a rank that stalls fails the others' collectives after
+``COLLECTIVE_TIMEOUT_MINUTES`` (``--collective-timeout``). ``collective_failures_explained`` turns
+either failure into one message that names the rank.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ from __future__ import annotations
 import datetime
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from statechange.config import COLLECTIVE_TIMEOUT_MINUTES
 from statechange.errors import StateChangeError
 from statechange.runtime import default_device
 
 SLURM_PORT_BASE = 15000  # rendezvous port = base + SLURM_JOB_ID % SLURM_PORT_SPAN
 SLURM_PORT_SPAN = 20000
+COLLECTIVE_FAILURE_MARKERS = ("gloo", "NCCL", "Connection closed by peer", "Connection reset by peer", "Timed out")
 
 
 @dataclass(frozen=True)
@@ -79,7 +88,8 @@ def pick_device(requested: str | None, local_rank: int) -> torch.device:
     return device
 
 
-def setup(requested_device: str | None = None, timeout_minutes: float = 30.0) -> DistributedContext:
+def setup(requested_device: str | None = None,
+          timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES) -> DistributedContext:
     """Join the process group of whatever launcher started us (if any) and pick this process's device."""
     launcher, rank, local_rank, world_size = detect_launcher()
     device = pick_device(requested_device, local_rank)
@@ -89,15 +99,46 @@ def setup(requested_device: str | None = None, timeout_minutes: float = 30.0) ->
             job_id = int(re.sub(r"\D", "", os.environ.get("SLURM_JOB_ID", "0")) or 0)
             os.environ.setdefault("MASTER_PORT", str(SLURM_PORT_BASE + job_id % SLURM_PORT_SPAN))
         backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = datetime.timedelta(minutes=timeout_minutes)
         dist.init_process_group(
             backend=backend,
-            init_method="env://",
+            store=rendezvous_store(rank, world_size, timeout),
             rank=rank,
             world_size=world_size,
-            timeout=datetime.timedelta(minutes=timeout_minutes),
+            timeout=timeout,
             device_id=device if device.type == "cuda" else None,
         )
     return DistributedContext(rank, local_rank, world_size, device, launcher)
+
+
+def rendezvous_store(rank: int, world_size: int, timeout: datetime.timedelta) -> dist.Store:
+    """The key-value store at MASTER_ADDR:MASTER_PORT where the process group meets, under a prefix of its own
+    for each torchrun restart.
+
+    torchrun's agent serves one store for all of a run's restarts (TORCHELASTIC_USE_AGENT_STORE); without
+    the prefix, a restarted group reads the dead group's addresses from it and cannot connect.
+    """
+    agent_serves = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0 and not agent_serves, timeout=timeout, multi_tenant=not agent_serves)
+    return dist.PrefixStore(f"statechange/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
+@contextmanager
+def collective_failures_explained(context: DistributedContext, timeout_minutes: float) -> Iterator[None]:
+    """Re-raise a failed collective (a dead or stalled peer) as a StateChangeError naming this rank."""
+    try:
+        yield
+    except (RuntimeError, dist.DistError) as error:
+        text = str(error)
+        if not context.is_distributed or not any(marker in text for marker in COLLECTIVE_FAILURE_MARKERS):
+            raise
+        first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        raise StateChangeError(
+            f"rank {context.rank} of {context.world_size} stopped because a collective operation failed "
+            f"({first_line[:300]}): another process died or stalled for over {timeout_minutes:g} minutes "
+            "(--collective-timeout); its own output says why."
+        ) from error
 
 
 def cleanup() -> None:

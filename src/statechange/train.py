@@ -13,11 +13,14 @@ video's features are computed once (``features.FeatureStore``) and steps 1-3 run
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
+import random
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from statechange import distributed
 from statechange._io import remove_path, replaced_path, write_text
 from statechange.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from statechange.config import ForwardSettings, TrainConfig, to_dict
+from statechange.config import COLLECTIVE_TIMEOUT_MINUTES, ForwardSettings, TrainConfig, to_dict
 from statechange.data.augment import VideoAugmentation, sample_augmentation
 from statechange.data.cache import FrameCache, frame_source, load_frames
 from statechange.data.decode import VideoDecodeError
@@ -43,6 +46,7 @@ from statechange.inference import autocast, prepare_frames, video_logits
 from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel, init_model
 from statechange.ordering import best_triplet
+from statechange.preemption import StopRequest
 from statechange.progress import progress, write
 from statechange.recipes import EmaTeacher, describe_recipe
 from statechange.release import initial_weights
@@ -100,6 +104,8 @@ class TrainOptions:
     report_to: tuple[str, ...] = (TENSORBOARD,)  # besides the console and log.jsonl: tensorboard, wandb
     wandb_project: str = DEFAULT_WANDB_PROJECT
     val_fraction: float | None = None  # this seeded share of the annotated videos chooses best, not reported as test
+    save_every_steps: int | None = None  # also save a resumable `last` every N optimiser steps (mid-epoch)
+    collective_timeout_minutes: float = COLLECTIVE_TIMEOUT_MINUTES  # a stalled rank fails the others after it
 
 
 @dataclass
@@ -108,6 +114,7 @@ class TrainResult:
     categories: list[str]
     summary: dict[str, Any]  # the last validation's metrics summary (empty without annotated videos)
     epochs_run: list[int]
+    stopped_by: str | None = None  # the signal that stopped the run early (`last` saved), None when it ran out
 
 
 @dataclass
@@ -178,9 +185,10 @@ def train(config: TrainConfig, paths: TrainPaths, options: TrainOptions = TrainO
     """Train a model, writing checkpoints and logs to ``paths.output``."""
     check_settings(config, options)
     check_validation_options(paths.val_annotations, options.val_fraction)
-    context = distributed.setup(options.device)
+    context = distributed.setup(options.device, options.collective_timeout_minutes)
     try:
-        return _train(config, paths, options, context)
+        with distributed.collective_failures_explained(context, options.collective_timeout_minutes):
+            return _train(config, paths, options, context)
     finally:
         distributed.cleanup()
 
@@ -192,6 +200,12 @@ def check_settings(config: TrainConfig, options: TrainOptions) -> None:
                     "--n-frames-per-gt": labels.n_frames_per_target, "--max-distance": labels.max_distance,
                     "--kappa": labels.kappa, "--chunk-size": options.chunk_size,
                     "--hidden-sizes": min(config.model.hidden_sizes, default=1)}
+    if options.save_every_steps is not None:
+        at_least_one["--save-every-steps"] = options.save_every_steps
+    timeout = options.collective_timeout_minutes
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise StateChangeError(f"--collective-timeout must be a positive number of minutes, got {timeout}: e.g. "
+                               f"the default {COLLECTIVE_TIMEOUT_MINUTES:g}.")
     at_least_one["--log-every-steps"] = options.log_every_steps
     not_negative = {"--workers": options.num_workers, "--warmup-epochs": optim.warmup_epochs,
                     "--weight-decay": optim.weight_decay, "--weight-decay-backbone": optim.weight_decay_backbone}
@@ -215,20 +229,30 @@ def _train(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     summary: dict[str, Any] = {}
     epochs_run = []
     record: dict[str, Any] | None = None
-    for epoch in range(run.start_epoch, run.last_epoch + 1):
-        epochs_run.append(epoch)
-        record = _train_one_epoch(run, epoch)
-        due = epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs
-        if (run.test_videos or run.held_out) and due:
-            summary = _validate(run, record)
-        _save_checkpoints(run, record)  # then the log: a kill in between leaves the record in the checkpoint
-        run.log.epoch(record)
-        distributed.barrier()
+    stopped_by = None  # set when a stop request ended the run before its last epoch
+    with _stop_request(run) as stop:
+        for epoch in range(run.start_epoch, run.last_epoch + 1):
+            epochs_run.append(epoch)
+            record = _train_one_epoch(run, epoch, stop)
+            if record is None:  # stopped on request after an optimiser step; `last` holds the position
+                stopped_by = stop.received or "SIGTERM on another rank"
+                break
+            due = epoch % options.evaluate_every == 0 or epoch == config.optim.n_epochs
+            if (run.test_videos or run.held_out) and due:
+                summary = _validate(run, record)
+            _save_checkpoints(run, record)  # then the log: a kill in between leaves the record in the checkpoint
+            run.log.epoch(record)
+            distributed.barrier()
+            if epoch < run.last_epoch and stop.agreed():
+                _log_stop(run, stop, f"after epoch {epoch}")
+                stopped_by = stop.received or "SIGTERM on another rank"
+                break
     if record is not None and record["epoch"] == config.optim.n_epochs:
         run.log.finish(to_dict(config), record.get("metrics") or {})
-    run.log.print(_final_line(run, record))
+    if stopped_by is None:  # (a stop has said where it stopped)
+        run.log.print(_final_line(run, record))
     run.log.close()
-    return TrainResult(run.model, run.index.categories, summary, epochs_run)
+    return TrainResult(run.model, run.index.categories, summary, epochs_run, stopped_by)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,7 +329,7 @@ class _Run:
     use_features: bool  # frozen backbone and no augmentation: the heads train on stored features
     feature_store: FeatureStore | None
     step_module: torch.nn.Module  # _TrainStep, wrapped in DDP when distributed
-    sampler: DistributedSampler
+    sampler: _ResumableSampler
     loader: DataLoader
     steps_per_epoch: int  # optimiser steps, each of accumulate_steps micro-batches per process
     start_epoch: int
@@ -313,6 +337,7 @@ class _Run:
     best_precision: float
     skipped_undecodable: set[str]  # keys of the videos this process has skipped so far
     held_out: HeldOut | None = None  # the validation set that chooses best; None: no best is kept
+    resume_progress: dict[str, Any] | None = None  # where a mid-epoch `last` stopped (the epoch to finish first)
 
 
 def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
@@ -351,10 +376,10 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     use_features = not config.optim.train_backbone and not config.augment.enabled
     optimisation = Optimisation(model, config, steps_per_epoch)
     teacher = EmaTeacher(model, config.recipe.teacher_decay) if config.recipe.teacher_decay > 0 else None
-    start_epoch, best_precision = 1, -math.inf
+    start_epoch, best_precision, resume_progress = 1, -math.inf, None
     if options.resume:
-        start_epoch, best_precision = _resume(paths.output / LAST, model, optimisation, teacher, config, index, log,
-                                              held_out)
+        start_epoch, best_precision, resume_progress = _resume(paths.output / LAST, model, optimisation, teacher,
+                                                               config, index, context, log, held_out)
 
     feature_store = None
     if use_features:  # features once, when the backbone is frozen and frames are not augmented
@@ -371,8 +396,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
             step_module, device_ids=[device.index] if device.type == "cuda" else None
         )
     dataset = _TrainingVideos(train_videos, config, frame_cache, feature_store)
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=context.rank, shuffle=True,
-                                 seed=config.seed, drop_last=True)
+    sampler = _ResumableSampler(dataset, num_replicas=world_size, rank=context.rank, shuffle=True,
+                                seed=config.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -385,8 +410,8 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
         config.optim.n_epochs, options.stop_after_epoch)
     return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
                 frame_cache, model, teacher, optimisation, use_features, feature_store, step_module, sampler,
-                loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set(),
-                held_out)
+                loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set(), held_out,
+                resume_progress)
 
 
 def _initial_model(config: TrainConfig, paths: TrainPaths, weights_file: Path | None,
@@ -428,19 +453,22 @@ class _EpochTotals:
                 "action_loss": self.action_loss / steps, "grad_norm": self.grad_norm / steps}
 
 
-def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
-    """One pass over the training videos; returns the epoch's record for the log."""
+def _train_one_epoch(run: _Run, epoch: int, stop: StopRequest) -> dict[str, Any] | None:
+    """One pass over the training videos (the rest of it after a mid-epoch `last`); returns the epoch's record
+    for the log, or None when the run was asked to stop (after an optimiser step; `last` then holds the position)."""
     config, log = run.config, run.log
     run.sampler.set_epoch(epoch)
     _training_mode(run.model, config.optim.train_backbone)
-    totals = _EpochTotals()
-    too_short = 0
-    started = time.time()
-    batches = progress(run.loader, desc=f"epoch {epoch}/{config.optim.n_epochs}", unit="step",
-                       enabled=run.context.is_main and run.options.progress, leave=False)
+    position = _start_epoch(run, epoch)  # before the loader's iterator: it sets where the sampler starts
+    micro_batches = iter(run.loader)  # (draws the loader's seed from torch's RNG)
+    _continue_epoch(run, position)  # the RNG states of a mid-epoch `last`, restored after that draw
+    totals = position.totals
+    started = time.time() - position.seconds
+    batches = progress(micro_batches, total=len(run.loader), desc=f"epoch {epoch}/{config.optim.n_epochs}",
+                       unit="step", enabled=run.context.is_main and run.options.progress, leave=False)
     accumulate = config.optim.accumulate_steps
     group: list[_MicroBatchLosses] = []  # the micro-batches of the optimiser step being accumulated
-    for micro_step, batch in enumerate(batches):
+    for micro_step, batch in enumerate(batches, start=position.step * accumulate):  # counted from the epoch start
         if micro_step == run.steps_per_epoch * accumulate:
             break  # a last group of fewer than accumulate_steps micro-batches is dropped, like a partial batch
         prepared = []
@@ -452,7 +480,7 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
                     log.warn(f"skipping {video.path}: {item.error}")
                 continue
             if item.n_frames < 3:
-                too_short += 1
+                position.too_short += 1
                 continue
             augmentation = _augmentation(config, epoch, item.position) if not run.use_features else None
             try:
@@ -470,16 +498,20 @@ def _train_one_epoch(run: _Run, epoch: int) -> dict[str, Any]:
         group = []
         if not math.isfinite(losses.loss):
             _diverged(epoch, run.paths.output)
-        if losses.n_videos == 0:
-            continue  # every video of the step was skipped on every rank: no step was taken
-        totals.add(losses)
-        batches.set_postfix(loss=f"{losses.loss:.3f}")
-        step = (epoch - 1) * run.steps_per_epoch + (micro_step + 1) // accumulate  # the run's optimiser steps
-        if step % run.options.log_every_steps == 0:
-            _log_step(run, epoch, step, losses)
+        if losses.n_videos > 0:  # else every video of the step was skipped on every rank: no step was taken
+            totals.add(losses)
+            batches.set_postfix(loss=f"{losses.loss:.3f}")
+            step = (epoch - 1) * run.steps_per_epoch + (micro_step + 1) // accumulate  # the run's optimiser steps
+            if step % run.options.log_every_steps == 0:
+                _log_step(run, epoch, step, losses)
+        position.step += 1  # a step slot, taken or not: the same count on every rank
+        position.seconds = time.time() - started
+        if _at_safe_point(run, position, stop):
+            return None
 
     device = run.context.device
-    too_short_all = distributed.all_reduce_sum(torch.tensor([too_short], dtype=torch.float64, device=device))
+    too_short_all = distributed.all_reduce_sum(torch.tensor([position.too_short], dtype=torch.float64,
+                                                            device=device))
     return {
         "epoch": epoch,
         **totals.means(),
@@ -527,6 +559,7 @@ def _evaluate_videos(run: _Run, videos: list[IndexedVideo]) -> EvaluationResult:
 def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
     """``last`` after every epoch; ``best`` when state precision on the held-out validation set improved
     (only runs given one keep a best; main process only)."""
+    ranks = distributed.all_gather_objects(_rank_state(run, too_short=0))
     if not run.context.is_main:
         return
     epoch, categories, output = record["epoch"], run.index.categories, run.paths.output
@@ -537,7 +570,160 @@ def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
         run.best_precision = precision_now
         save_checkpoint(output / BEST, run.model, categories, metadata)
     save_checkpoint(output / LAST, run.model, categories, metadata,
-                    _training_state(record, run.optimisation, run.teacher, run.best_precision))
+                    _training_state(epoch, record, run.optimisation, run.teacher, run.best_precision, ranks))
+
+
+# ----------------------------------------------------------------------------------------------
+# mid-epoch checkpoints and stopping on SIGTERM
+
+
+class _ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` that can begin an epoch part-way: the first ``skip`` of this rank's indices are
+    left out (the epoch's permutation itself depends only on the seed and the epoch)."""
+
+    skip = 0  # videos of this rank already trained on in the epoch
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+@dataclass
+class _EpochProgress:
+    """Where an epoch stands after an optimiser step: what a mid-epoch `last` keeps and --resume restores."""
+
+    epoch: int
+    step: int = 0  # optimiser step slots done in this epoch (each accumulate_steps micro-batches per rank)
+    totals: _EpochTotals = field(default_factory=_EpochTotals)
+    too_short: int = 0  # videos of fewer than 3 frames this rank left out in this epoch
+    seconds: float = 0.0  # time spent in this epoch so far
+    rng: dict[str, Any] | None = None  # this rank's RNG states to restore once the epoch's loader has started
+
+
+def _start_epoch(run: _Run, epoch: int) -> _EpochProgress:
+    """A fresh epoch, or the one a mid-epoch `last` stopped in: its sampler then skips the micro-batches done
+    (steps x accumulate_steps x local batch size videos of this rank)."""
+    saved, run.resume_progress = run.resume_progress, None
+    if saved is None or saved["epoch"] != epoch:
+        run.sampler.skip = 0
+        return _EpochProgress(epoch)
+    optim = run.config.optim
+    run.sampler.skip = saved["step"] * optim.accumulate_steps * optim.local_batch_size
+    run.skipped_undecodable.update(saved["skipped_undecodable"])
+    return _EpochProgress(epoch, saved["step"], _EpochTotals(**saved["totals"]), saved["too_short"],
+                          saved["seconds"], saved["rng"])
+
+
+def _continue_epoch(run: _Run, done: _EpochProgress) -> None:
+    """Restore a mid-epoch `last`'s RNG states (after the loader's iterator drew its seed, as it had then)."""
+    if done.rng is not None:
+        _set_rng_states(done.rng, run.context.device)
+        done.rng = None
+
+
+def _at_safe_point(run: _Run, done: _EpochProgress, stop: StopRequest) -> bool:
+    """After an optimiser step: save `last` when --save-every-steps says so or a rank was asked to stop; True
+    to stop. Never between the micro-batches of one step, whose gradients only live in memory."""
+    stopping = stop.agreed()
+    every, steps_per_epoch = run.options.save_every_steps, run.steps_per_epoch
+    global_step = (done.epoch - 1) * steps_per_epoch + done.step
+    due = every is not None and global_step % every == 0 and done.step < steps_per_epoch  # (epoch ends save)
+    if stopping or due:
+        _save_mid_epoch(run, done)
+    if stopping:
+        _log_stop(run, stop, f"in epoch {done.epoch} after step {done.step} of {steps_per_epoch}")
+    return stopping
+
+
+def _save_mid_epoch(run: _Run, done: _EpochProgress) -> None:
+    """`last` with the position in the epoch, every rank's RNG states and the running totals (rank 0 writes)."""
+    ranks = distributed.all_gather_objects(_rank_state(run, done.too_short))
+    if run.context.is_main:
+        position = {"epoch": done.epoch, "step": done.step, "steps_per_epoch": run.steps_per_epoch,
+                    "world_size": run.context.world_size, "totals": asdict(done.totals),
+                    "seconds": done.seconds}
+        metadata = {"train_config": to_dict(run.config), "epoch": done.epoch, "step": done.step,
+                    "metrics": None, **selection_metadata(run.held_out, None)}  # (a resume checks the validation set)
+        state = _training_state(done.epoch - 1, None, run.optimisation, run.teacher, run.best_precision, ranks)
+        save_checkpoint(run.paths.output / LAST, run.model, run.index.categories, metadata,
+                        state | {"progress": position})
+    distributed.barrier()  # no rank goes on (or stops) before `last` is complete
+
+
+def _rank_state(run: _Run, too_short: int) -> dict[str, Any]:
+    """What differs between ranks: RNG states, the epoch's too-short count, the videos skipped so far."""
+    return {"rng": _rng_states(run.context.device), "too_short": too_short,
+            "skipped_undecodable": sorted(run.skipped_undecodable)}
+
+
+def _rng_states(device: torch.device) -> dict[str, Any]:
+    """torch (CPU and this rank's GPU), NumPy and Python RNG states as plain data (checkpoints hold no pickles)."""
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()  # noqa: NPY002 - the global one
+    version, internal, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gauss": float(cached_gauss)},
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+    }
+
+
+def _set_rng_states(states: dict[str, Any], device: torch.device) -> None:
+    """The inverse of ``_rng_states`` (a checkpoint from before per-rank states holds torch's CPU state only)."""
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+    if "numpy" in states:
+        numpy_state = states["numpy"]
+        keys = numpy_state["keys"].numpy().astype(np.uint32)
+        np.random.set_state(  # noqa: NPY002 - the global state, as saved
+            ("MT19937", keys, numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gauss"]))
+    if "python" in states:
+        python_state = states["python"]
+        random.setstate((python_state["version"], tuple(python_state["internal"].tolist()), python_state["gauss"]))
+
+
+def _own_rank_state(state: dict[str, Any], context: distributed.DistributedContext) -> dict[str, Any]:
+    """This rank's part of a training state; rank 0's when the number of processes changed."""
+    ranks = state.get("ranks")
+    if ranks is None:  # written before per-rank states: rank 0's torch RNG only
+        return {"rng": {"torch": state["torch_rng"]}, "too_short": 0, "skipped_undecodable": []}
+    return ranks[context.rank] if len(ranks) == context.world_size else ranks[0]
+
+
+def _resumed_progress(state: dict[str, Any], directory: Path,
+                      context: distributed.DistributedContext) -> dict[str, Any] | None:
+    """The position of a mid-epoch `last` (None after a whole epoch); refuses another number of processes, which
+    would deal the epoch's videos out differently (the batch settings are checked with the other settings)."""
+    progress = state.get("progress")
+    if progress is None:
+        return None
+    if progress["world_size"] != context.world_size:
+        raise StateChangeError(
+            f"{directory} was saved in the middle of epoch {progress['epoch']} by {progress['world_size']} "
+            f"process(es), not {context.world_size}: resume it with {progress['world_size']} process(es) (after "
+            "that epoch, any number may continue)."
+        )
+    return dict(progress)
+
+
+@contextlib.contextmanager
+def _stop_request(run: _Run) -> Iterator[StopRequest]:
+    """SIGTERM handling for the epochs; announced once every rank has it in place."""
+    with StopRequest(run.context.rank, run.context.world_size, run.context.device) as stop:
+        distributed.barrier()
+        run.log.print(f"on SIGTERM every process stops after its current step and saves {run.paths.output / LAST}"
+                      "; continue with --resume")
+        yield stop
+
+
+def _log_stop(run: _Run, stop: StopRequest, where: str) -> None:
+    ranks = ", ".join(str(rank) for rank in stop.stopping_ranks)
+    run.log.print(f"stopped {where}: rank(s) {ranks} received SIGTERM; {run.paths.output / LAST} is saved, "
+                  "continue with --resume")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -734,13 +920,15 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
     distributed.barrier()
 
 
-def _training_state(record: dict[str, Any], optimisation: Optimisation, teacher: EmaTeacher | None,
-                    best_precision: float) -> dict[str, Any]:
+def _training_state(epoch: int, record: dict[str, Any] | None, optimisation: Optimisation,
+                    teacher: EmaTeacher | None, best_precision: float, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What `last` needs beyond the weights: ``epoch`` is the number of completed epochs, ``ranks`` each rank's
+    ``_rank_state`` in rank order."""
     state = {
-        "epoch": record["epoch"],
+        "epoch": epoch,
         **optimisation.state_dict(),  # "optimizers", "schedulers"
         "best_state_precision": best_precision,
-        "torch_rng": torch.get_rng_state(),
+        "ranks": ranks,
         "log_record": record,  # the epoch's log line, restored on --resume if a kill cut it off
     }
     if teacher is not None:
@@ -749,12 +937,17 @@ def _training_state(record: dict[str, Any], optimisation: Optimisation, teacher:
 
 
 def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, teacher: EmaTeacher | None,
-            config: TrainConfig, index: DatasetIndex, log: _Logger, held_out: HeldOut | None) -> tuple[int, float]:
-    """Load the last checkpoint's weights and training state; returns (first epoch to run, best precision)."""
+            config: TrainConfig, index: DatasetIndex, context: distributed.DistributedContext, log: _Logger,
+            held_out: HeldOut | None) -> tuple[int, float, dict[str, Any] | None]:
+    """Load the last checkpoint's weights and training state.
+
+    Returns (first epoch to run, best precision, this rank's position in that epoch when `last` was saved
+    mid-epoch, else None).
+    """
     if find_checkpoint(directory) is None:
         log.print(f"--resume: no checkpoint at {directory} yet, starting from scratch")
         log.restore(0, None)
-        return 1, -math.inf
+        return 1, -math.inf, None
     checkpoint = load_checkpoint(directory, device="cpu")
     if list(checkpoint.categories) != list(index.categories):
         raise StateChangeError(
@@ -779,14 +972,21 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
         saved_recipe = saved.get("recipe", {}).get("name", "paper")
         raise StateChangeError(f"{directory} was trained with --recipe {saved_recipe}, not {config.recipe.name}: "
                                f"resume with --recipe {saved_recipe} or use another --output.")
+    progress = _resumed_progress(state, directory, context)
     model.load_state_dict(checkpoint.model.state_dict())
     optimisation.load_state_dict(state)
     if teacher is not None:
         teacher.load_state_dict(state["teacher"])
-    torch.set_rng_state(state["torch_rng"])
-    log.restore(int(state["epoch"]), state.get("log_record"))
-    log.print(f"resumed from {checkpoint.path} after epoch {state['epoch']}")
-    return int(state["epoch"]) + 1, float(state["best_state_precision"])
+    rank_state = _own_rank_state(state, context)
+    last_step = None if progress is None else (progress["epoch"] - 1) * progress["steps_per_epoch"] + progress["step"]
+    log.restore(int(state["epoch"]), state.get("log_record"), last_step)
+    if progress is None:
+        _set_rng_states(rank_state["rng"], context.device)
+        log.print(f"resumed from {checkpoint.path} after epoch {state['epoch']}")
+        return int(state["epoch"]) + 1, float(state["best_state_precision"]), None
+    log.print(f"resumed from {checkpoint.path} in epoch {progress['epoch']} after step {progress['step']} of "
+              f"{progress['steps_per_epoch']}")
+    return progress["epoch"], float(state["best_state_precision"]), progress | rank_state
 
 
 def _changed_settings(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -822,16 +1022,19 @@ class _Logger:
         # the files are created with the first record, so a run that fails in its set-up (bad option,
         # missing weights) leaves no output folder behind
 
-    def restore(self, epoch: int, record: dict[str, Any] | None) -> None:
+    def restore(self, epoch: int, record: dict[str, Any] | None, last_step: int | None = None) -> None:
         """After a resume from ``epoch``: keep the log's earlier epochs, then ``record`` (the checkpoint's own
-        copy of epoch ``epoch``), so that every epoch is logged exactly once however the last run was killed."""
+        copy of epoch ``epoch``), so that every epoch is logged exactly once however the last run was killed.
+        ``last_step``: the optimiser step a mid-epoch checkpoint was saved after (its steps' records are kept)."""
         if not self.enabled:
             return
         last_kept = epoch - 1 if record is not None else epoch  # a checkpoint without its record keeps the log's
         kept = [line for line in _log_lines(self.jsonl) if json.loads(line)["epoch"] <= last_kept]
         if self.jsonl.exists():
             write_text(self.jsonl, "".join(kept))
-        kept_steps = [line for line in _log_lines(self.steps_jsonl) if json.loads(line)["epoch"] <= epoch]
+        kept_steps = [line for line in _log_lines(self.steps_jsonl)
+                      if (json.loads(line)["epoch"] <= epoch if last_step is None
+                          else json.loads(line)["step"] <= last_step)]
         if self.steps_jsonl.exists():
             write_text(self.steps_jsonl, "".join(kept_steps))
         # TensorBoard is rebuilt from the kept records: a purge_step alone left a killed run's events visible

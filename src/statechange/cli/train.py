@@ -8,6 +8,7 @@ from pathlib import Path
 
 from statechange.cli._common import add_dataset_root_options, add_runtime_options, add_subcommand, dataset_choice
 from statechange.config import (
+    COLLECTIVE_TIMEOUT_MINUTES,
     RECIPES,
     AugmentConfig,
     LossConfig,
@@ -110,6 +111,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
                      help="end this run after epoch E (e.g. a job time limit); continue later with --resume; "
                      "when not given, all epochs run")
+    run.add_argument("--save-every-steps", type=int, default=None, metavar="N",
+                     help="also save a resumable OUTPUT/last every N optimiser steps, mid-epoch; when not given, only "
+                     "after each epoch and on SIGTERM")
+    run.add_argument("--collective-timeout", type=float, default=COLLECTIVE_TIMEOUT_MINUTES, metavar="MINUTES",
+                     help="a process waiting this long for another in a collective operation fails with a message")
     report = parser.add_argument_group("logging")
     report.add_argument("--report-to", nargs="+", choices=REPORT_CHOICES, default=[TENSORBOARD],
                         help="where the numbers go besides the console and OUTPUT/log.jsonl: OUTPUT/tensorboard, "
@@ -147,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     from statechange.distributed import detect_launcher
+    from statechange.preemption import EXIT_STOPPED
     from statechange.train import TrainOptions, TrainPaths, train
 
     choice = dataset_choice(args)
@@ -160,6 +167,8 @@ def run_train(args: argparse.Namespace) -> int:
                            progress=not args.no_progress, stop_after_epoch=args.stop_after_epoch,
                            chunk_size=args.chunk_size, log_every_steps=args.log_every_steps,
                            report_to=tuple(r for r in args.report_to if r != NO_REPORT),
-                           wandb_project=args.wandb_project, val_fraction=args.val_fraction)
-    train(config_from_args(args), paths, options)
-    return 0
+                           wandb_project=args.wandb_project, val_fraction=args.val_fraction,
+                           save_every_steps=args.save_every_steps,
+                           collective_timeout_minutes=args.collective_timeout)
+    result = train(config_from_args(args), paths, options)
+    return EXIT_STOPPED if result.stopped_by else 0
