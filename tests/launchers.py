@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 LAUNCH_TIMEOUT_S = 600
+STOP_READY = "on SIGTERM every process stops"  # `train` prints it once every rank handles SIGTERM
 
 
 def statechange_command() -> list[str]:
@@ -57,3 +60,12 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_for_line(log: Path, text: str, process: subprocess.Popen) -> None:
+    """Until ``text`` is in the file ``log`` that ``process`` writes (which must keep running meanwhile)."""
+    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
+    while text not in (log.read_text() if log.exists() else ""):
+        assert process.poll() is None, log.read_text()[-4000:]
+        assert time.monotonic() < deadline, f"no line {text!r} in {log}"
+        time.sleep(0.02)

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from launchers import LAUNCH_TIMEOUT_S, assert_same_weights, clean_env, free_port, train_arguments, trained_weights
+from launchers import (
+    LAUNCH_TIMEOUT_S,
+    STOP_READY,
+    assert_same_weights,
+    clean_env,
+    free_port,
+    train_arguments,
+    trained_weights,
+    wait_for_line,
+)
 from safetensors.torch import load_file
 
 from statechange.checkpoint import load_checkpoint
@@ -119,17 +128,6 @@ def test_two_torchrun_nodes_train_as_one_node_with_two_processes(two_process_run
     assert_same_weights(trained_weights(output), trained_weights(two_process_run))
     losses = [[(r["epoch"], r["loss"]) for r in read_log(o)] for o in (output, two_process_run)]
     assert losses[0] == losses[1] and len(losses[0]) == 2  # one writer: one line per epoch
-
-
-STOP_READY = "on SIGTERM every process stops"  # printed once every rank handles SIGTERM
-
-
-def wait_for_line(log: Path, text: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + LAUNCH_TIMEOUT_S
-    while text not in (log.read_text() if log.exists() else ""):
-        assert process.poll() is None, log.read_text()[-4000:]
-        assert time.monotonic() < deadline, f"no line {text!r} in {log}"
-        time.sleep(0.1)
 
 
 def worker_pid(agent: subprocess.Popen, rank: int) -> int:

@@ -181,7 +181,8 @@ def train_args(dataset: Path, output: Path) -> list[str]:
 
 @pytest.mark.parametrize("option", [
     ["--local-batch-size", "0"], ["--chunk-size", "0"], ["--lr", "-0.1"], ["--n-epochs", "0"], ["--kappa", "-5"],
-    ["--hidden-sizes", "0"], ["--workers", "-1"], ["--lr-backbone", "nan"],
+    ["--hidden-sizes", "0"], ["--workers", "-1"], ["--lr-backbone", "nan"], ["--save-every-steps", "0"],
+    ["--collective-timeout", "0"], ["--collective-timeout", "inf"],
 ])
 def test_invalid_train_options_are_one_sentence_naming_the_option_before_any_work(tiny_dataset, tmp_path, capsys,
                                                                                   option):
