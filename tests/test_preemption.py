@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 # 8 training videos, 1 process x 1 video x 2 accumulated micro-batches: 4 optimiser steps per epoch. Augmented
 # frames are decoded at every step, which keeps a step long enough for the test to stop the run mid-epoch.
-ACCUMULATED = ("--accumulate-steps", "2", "--augment")
+ACCUMULATED = ("--accumulate-steps", "2", "--augment", "--log-every-steps", "1")
 STEPS_PER_EPOCH = 4
 
 
@@ -55,9 +55,12 @@ def start_train(dataset: Path, output: Path, log: Path, *extra: str) -> subproce
 
 
 def epoch_records(output: Path) -> list[dict]:
-    """log.jsonl without the wall-clock seconds, which differ between any two runs."""
+    """log.jsonl without the wall-clock seconds, which differ between any two runs, then steps.jsonl (every
+    optimiser step's losses and learning rates)."""
     records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in record.items() if k != "seconds"} for record in records]
+    steps = [json.loads(line) for line in (output / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(1, 2 * STEPS_PER_EPOCH + 1))  # each step logged once
+    return [{k: v for k, v in record.items() if k != "seconds"} for record in records] + steps
 
 
 def mid_epoch_position(output: Path) -> dict:
@@ -104,7 +107,7 @@ def test_sigterm_stops_after_an_optimiser_step_and_resume_ends_like_an_uninterru
     printed = run_train(tiny_dataset, output, "--resume")
     assert f"in epoch 1 after step {position['step']} of {STEPS_PER_EPOCH}" in printed, printed[-4000:]
     assert_same_weights(trained_weights(output), trained_weights(uninterrupted))
-    # the epoch's running loss totals were restored: the same log, line for line
+    # the epoch's running loss totals were restored: the same logs, line for line
     assert epoch_records(output) == epoch_records(uninterrupted)
 
 
