@@ -38,6 +38,24 @@ def untrained_checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFa
     return save_checkpoint(tmp_path_factory.mktemp("untrained") / "last", model, categories, {})
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a CUDA GPU")
+@pytest.mark.parametrize(("command", "device", "said"), [
+    ("predict", "cuda", "--device cuda was asked for but no CUDA GPU is visible; use --device cpu."),
+    ("evaluate", "cuda:1", "--device cuda:1 was asked for but no CUDA GPU is visible; use --device cpu."),
+    ("predict", "gpu", "--device gpu is not a device"),
+])
+def test_a_device_that_is_not_there_is_one_sentence(untrained_checkpoint, tiny_dataset, tmp_path, capsys, command,
+                                                    device, said):
+    video = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").test[0]
+    where = ([str(video.path), "--category", video.category, "--output", str(tmp_path / "out")] if command == "predict"
+             else ["--video-roots", str(tiny_dataset / "videos"), "--dataset-root", str(tiny_dataset / "dataset")])
+    code = main([command, *where, "--checkpoint", str(untrained_checkpoint), "--device", device, "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and said in error and "Traceback" not in error
+    assert len(error.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. video ids: the name without its last extension; collisions are errors
 

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from statechange.config import COLLECTIVE_TIMEOUT_MINUTES
 from statechange.errors import StateChangeError
-from statechange.runtime import default_device
+from statechange.runtime import checked_device
 
 SLURM_PORT_BASE = 15000  # rendezvous port = base + SLURM_JOB_ID % SLURM_PORT_SPAN
 SLURM_PORT_SPAN = 20000
@@ -76,12 +76,8 @@ def first_host(nodelist: str) -> str:
 
 def pick_device(requested: str | None, local_rank: int) -> torch.device:
     """``--device`` if given (``cuda`` means this process's GPU), else this process's GPU, else the CPU."""
-    if requested in (None, "auto"):
-        requested = default_device()
-    device = torch.device(requested)
+    device = checked_device(requested)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise StateChangeError(f"--device {requested} was asked for but no CUDA GPU is visible; use --device cpu.")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

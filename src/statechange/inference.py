@@ -39,7 +39,7 @@ from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
 from statechange.progress import progress as progress_bar
 from statechange.release import load_any_checkpoint
-from statechange.runtime import available_cpus, default_device
+from statechange.runtime import available_cpus, checked_device
 
 if TYPE_CHECKING:  # the training augmentation is imported only when training passes one
     from statechange.data.augment import VideoAugmentation
@@ -450,7 +450,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
 
     ``precision`` "auto" runs bf16 where the device runs it fast (``resolve_precision``), else fp32.
     """
-    device = torch.device(device if device is not None else default_device())
+    device = device if isinstance(device, torch.device) else checked_device(device)
     checkpoint = load_any_checkpoint(path, device=device, categories=categories)
     frames = frames_config_of(checkpoint)
     settings = ForwardSettings(device=str(device), precision=resolve_precision(precision, device),

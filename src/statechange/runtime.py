@@ -11,6 +11,10 @@ import multiprocessing.context
 import os
 import threading
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_DEFAULT_WORKERS = 4  # decoding / rendering processes; more rarely pay off against one disk
 
@@ -20,6 +24,27 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def checked_device(requested: str | None) -> torch.device:
+    """``--device`` as a torch.device (None or "auto": ``default_device``). A device that is not a device, or a
+    GPU that is not there, is one sentence naming the option and the fix."""
+    import torch
+
+    from statechange.errors import StateChangeError
+
+    name = default_device() if requested in (None, "auto") else str(requested)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise StateChangeError(f"--device {name} is not a device ({error}); use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise StateChangeError(f"--device {name} was asked for but no CUDA GPU is visible; use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise StateChangeError(f"--device {name} was asked for but only {torch.cuda.device_count()} CUDA GPU(s) "
+                                   "are visible (cuda:0 ...); use one of them or --device cpu.")
+    return device
 
 
 def available_cpus() -> int:
