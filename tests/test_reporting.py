@@ -201,17 +201,10 @@ def predict_command(checkpoint: Path, video: Path, output: Path) -> list[str]:
             "--category", video.parent.name, "--output", str(output), "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    output = tmp_path_factory.mktemp("trained")
-    train(tiny_config(1), paths_for(tiny_dataset, output), options(report_to=()))
-    return output / "last"
-
-
-def test_progress_in_a_log_is_whole_lines_and_counts_the_seconds_of_a_video(checkpoint, tiny_dataset, tmp_path):
+def test_progress_in_a_log_is_whole_lines_and_counts_the_seconds_of_a_video(tiny_checkpoint, tiny_dataset, tmp_path):
     video = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").test[0]
-    done = subprocess.run(predict_command(checkpoint, video.path, tmp_path / "out"), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(predict_command(tiny_checkpoint, video.path, tmp_path / "out"), capture_output=True,
+                          text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "\r" not in done.stderr and "\r" not in done.stdout
     seconds = len(decode_video(video.path))  # 1 frame per second
@@ -219,11 +212,11 @@ def test_progress_in_a_log_is_whole_lines_and_counts_the_seconds_of_a_video(chec
     assert f"{video.path} [{video.category}]" in done.stdout  # the result line, apart from the progress
 
 
-def test_progress_on_a_terminal_is_a_live_bar(checkpoint, tiny_dataset, tmp_path):
+def test_progress_on_a_terminal_is_a_live_bar(tiny_checkpoint, tiny_dataset, tmp_path):
     video = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").test[0]
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
-    process = subprocess.Popen(predict_command(checkpoint, video.path, tmp_path / "out"), stderr=follower,
+    process = subprocess.Popen(predict_command(tiny_checkpoint, video.path, tmp_path / "out"), stderr=follower,
                                stdout=subprocess.DEVNULL)
     os.close(follower)  # the child holds the terminal now; reading ends (EIO) once it has exited
     said = b""
