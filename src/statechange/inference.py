@@ -450,7 +450,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
 
     ``precision`` "auto" runs bf16 where the device runs it fast (``resolve_precision``), else fp32.
     """
-    device = device if isinstance(device, torch.device) else checked_device(device)
+    device = checked_device(device)
     checkpoint = load_any_checkpoint(path, device=device, categories=categories)
     frames = frames_config_of(checkpoint)
     settings = ForwardSettings(device=str(device), precision=resolve_precision(precision, device),

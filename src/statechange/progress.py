@@ -96,35 +96,6 @@ class LineProgress:
         return f"{value:g}"
 
 
-class _Silent:
-    """No output at all (progress switched off), with the same interface."""
-
-    def __init__(self, iterable: Iterable | None = None, **_: Any) -> None:
-        self.iterable = iterable
-        self.n = 0
-
-    def __iter__(self) -> Iterator:
-        yield from self.iterable or ()
-
-    def __enter__(self) -> _Silent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def update(self, n: float = 1) -> None:
-        self.n += n
-
-    def set_postfix(self, **_: Any) -> None:
-        pass
-
-    def set_description(self, desc: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def progress(iterable: Iterable | None = None, *, enabled: bool = True, file: IO[str] | None = None,
              **options: Any) -> Any:
     """A tqdm bar on a terminal, :class:`LineProgress` elsewhere, nothing when not ``enabled``.
@@ -134,7 +105,7 @@ def progress(iterable: Iterable | None = None, *, enabled: bool = True, file: IO
     """
     stream = file if file is not None else sys.stderr
     if not enabled:
-        return _Silent(iterable)
+        return tqdm(iterable, disable=True)
     if is_terminal(stream):
         return tqdm(iterable, file=stream, **options)
     kept = {key: options[key] for key in ("total", "desc", "unit", "initial", "unit_scale") if key in options}

@@ -26,7 +26,7 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def checked_device(requested: str | None) -> torch.device:
+def checked_device(requested: str | torch.device | None) -> torch.device:
     """``--device`` as a torch.device (None or "auto": ``default_device``). A device that is not a device, or a
     GPU that is not there, is one sentence naming the option and the fix."""
     import torch

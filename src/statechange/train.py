@@ -498,13 +498,13 @@ def _train_one_epoch(run: _Run, epoch: int, stop: StopRequest) -> dict[str, Any]
         group = []
         if not math.isfinite(losses.loss):
             _diverged(epoch, run.paths.output)
+        position.step += 1  # a step slot, taken or not: the same count on every rank
         if losses.n_videos > 0:  # else every video of the step was skipped on every rank: no step was taken
             totals.add(losses)
             batches.set_postfix(loss=f"{losses.loss:.3f}")
-            step = (epoch - 1) * run.steps_per_epoch + (micro_step + 1) // accumulate  # the run's optimiser steps
+            step = position.run_step(run.steps_per_epoch)
             if step % run.options.log_every_steps == 0:
                 _log_step(run, epoch, step, losses)
-        position.step += 1  # a step slot, taken or not: the same count on every rank
         position.seconds = time.time() - started
         if _at_safe_point(run, position, stop):
             return None
@@ -601,6 +601,10 @@ class _EpochProgress:
     seconds: float = 0.0  # time spent in this epoch so far
     rng: dict[str, Any] | None = None  # this rank's RNG states to restore once the epoch's loader has started
 
+    def run_step(self, steps_per_epoch: int) -> int:
+        """The run's optimiser step slots done so far, counted from 1 over all epochs."""
+        return (self.epoch - 1) * steps_per_epoch + self.step
+
 
 def _start_epoch(run: _Run, epoch: int) -> _EpochProgress:
     """A fresh epoch, or the one a mid-epoch `last` stopped in: its sampler then skips the micro-batches done
@@ -628,8 +632,8 @@ def _at_safe_point(run: _Run, done: _EpochProgress, stop: StopRequest) -> bool:
     to stop. Never between the micro-batches of one step, whose gradients only live in memory."""
     stopping = stop.agreed()
     every, steps_per_epoch = run.options.save_every_steps, run.steps_per_epoch
-    global_step = (done.epoch - 1) * steps_per_epoch + done.step
-    due = every is not None and global_step % every == 0 and done.step < steps_per_epoch  # (epoch ends save)
+    due = every is not None and done.run_step(steps_per_epoch) % every == 0 and done.step < steps_per_epoch
+    # (at an epoch's end the epoch's own save writes last)
     if stopping or due:
         _save_mid_epoch(run, done)
     if stopping:
