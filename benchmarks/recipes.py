@@ -9,16 +9,18 @@ every variant runs with the same training seeds. Reported: each metric of the la
 best epoch: that would select on the test videos) as mean, standard deviation and range over the
 seeds, and chance (uniformly random per-second probabilities, scored the same way) beside it.
 
-    python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved]
-    python benchmarks/recipes.py --seeds 0 1 2 --variants teacher smoothing    # ablation runs
-    python benchmarks/recipes.py --report --variants paper improved ...        # the table of stored runs
+    python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved] [--data-seed 0]
+    python benchmarks/recipes.py --variants teacher smoothing teacher+smoothing   # ablation runs
+    python benchmarks/recipes.py --report --variants paper improved ...          # the table of stored runs
 
-Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`); `teacher` and
-`smoothing` add one piece of the improved recipe to the paper's; `paper+test_smoothing` and
-`improved-test_smoothing` re-evaluate the trained paper / improved checkpoints with the test-time
-smoothing switched on / off (no training). Each run's row is kept in WORK/rows/ so that runs can be
-split across processes and interrupted; --report (or the end of a run) writes the table of the rows
-asked for to benchmarks/results/recipes.json (or --output).
+Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`); `teacher`,
+`smoothing` and `teacher+smoothing` add pieces that were tried for the improved recipe and not kept to
+the paper's recipe; `paper+test_smoothing` re-evaluates the trained paper checkpoints with the test-time
+smoothing switched on (no training). `--data-seed` draws another synthetic dataset of the same kind (the
+improved recipe was chosen on data seed 0; seed 1 is data it was never tried on). Each run's row is kept
+in WORK/rows/ so that runs can be split across processes and interrupted; --report (or the end of a
+run) writes the table of the rows asked for to benchmarks/results/recipes.json (recipes-data1.json for
+data seed 1, ...; or --output).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from pathlib import Path
 import torch
 
 from statechange.config import (
-    IMPROVED_SMOOTHING_SECONDS,
-    IMPROVED_TEACHER_DECAY,
+    TRIED_SMOOTHING_SECONDS,
+    TRIED_TEACHER_DECAY,
     ForwardSettings,
     ModelConfig,
     TrainConfig,
@@ -52,44 +54,39 @@ from statechange.recipes import apply_recipe
 from statechange.train import TrainOptions, TrainPaths, train
 
 KEYS = ("state_precision", "action_precision", "joint_state_precision", "joint_action_precision", "state_accuracy")
-DATA_SEED = 0
 SIZES = {"n_categories": 4, "n_train_videos": 14, "n_test_videos": 5}
 HARD_VIDEOS = {"min_seconds": 40, "max_seconds": 90, "irrelevant_fraction": 0.4}
 
 
-def _with_teacher(config: TrainConfig, decay: float) -> TrainConfig:
-    return replace(config, recipe=replace(config.recipe, name="paper+teacher", teacher_decay=decay))
+def _with_teacher(config: TrainConfig) -> TrainConfig:
+    return replace(config, recipe=replace(config.recipe, name=f"{config.recipe.name}+teacher",
+                                          teacher_decay=TRIED_TEACHER_DECAY))
 
 
-def _with_smoothing(config: TrainConfig, seconds: int) -> TrainConfig:
-    return replace(config, model=replace(config.model, smoothing_seconds=seconds),
-                   recipe=replace(config.recipe, name="paper+smoothing"))
-
-
-def _with_frames_per_target(config: TrainConfig, n: int) -> TrainConfig:
-    return replace(config, pseudo_labels=replace(config.pseudo_labels, n_frames_per_target=n))
+def _with_smoothing(config: TrainConfig) -> TrainConfig:
+    return replace(config, model=replace(config.model, smoothing_seconds=TRIED_SMOOTHING_SECONDS),
+                   recipe=replace(config.recipe, name=f"{config.recipe.name}+smoothing"))
 
 
 # name -> how the variant's config is made from the paper's
 VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     "paper": lambda c: apply_recipe(c, "paper"),
     "improved": lambda c: apply_recipe(c, "improved"),
-    "teacher": lambda c: _with_teacher(c, IMPROVED_TEACHER_DECAY),
-    "smoothing": lambda c: _with_smoothing(c, IMPROVED_SMOOTHING_SECONDS),
-    "improved_n5": lambda c: _with_frames_per_target(apply_recipe(c, "improved"), 5),
+    "teacher": _with_teacher,
+    "smoothing": _with_smoothing,
+    "teacher+smoothing": lambda c: _with_smoothing(_with_teacher(c)),  # the improved recipe until 2026-12-01
 }
 # name -> (trained variant whose last checkpoint is re-evaluated, test-time smoothing in seconds)
 REEVALUATED = {
-    "paper+test_smoothing": ("paper", IMPROVED_SMOOTHING_SECONDS),
-    "improved-test_smoothing": ("improved", 0),
+    "paper+test_smoothing": ("paper", TRIED_SMOOTHING_SECONDS),
 }
 
 
-def prepare_data(work: Path) -> tuple[Path, Path]:
+def prepare_data(work: Path, data_seed: int) -> tuple[Path, Path]:
     """The hard dataset and its frame cache (made once, reused by later runs)."""
     data, cache = work / "data", work / "cache"
     if not (data / "dataset" / "categories.csv").exists():
-        make_synthetic_dataset(data, seed=DATA_SEED, difficulty=HARD, workers=2, overwrite=True, **SIZES,
+        make_synthetic_dataset(data, seed=data_seed, difficulty=HARD, workers=2, overwrite=True, **SIZES,
                                **HARD_VIDEOS)
     extract_videos(find_videos([data / "videos"]), cache, workers=2, progress=False)
     return data, cache
@@ -172,13 +169,20 @@ def main() -> None:
     parser.add_argument("--n-epochs", type=int, default=TrainConfig().optim.n_epochs)
     parser.add_argument("--hidden-size", type=int, default=ModelConfig().hidden_sizes[0],
                         help="hidden layer of each head (the paper's 4096 by default; smaller runs faster)")
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/results/recipes-work"))
-    parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "recipes.json")
+    parser.add_argument("--data-seed", type=int, default=0, help="which synthetic dataset (0: the one the "
+                        "improved recipe was chosen on)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="data, caches, runs and rows (default benchmarks/results/recipes-work[-dataN])")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default benchmarks/results/recipes[-dataN].json")
     args = parser.parse_args()
+    suffix = f"-data{args.data_seed}" if args.data_seed else ""
+    args.work = args.work or Path(f"benchmarks/results/recipes-work{suffix}")
+    args.output = args.output or Path(__file__).parent / "results" / f"recipes{suffix}.json"
 
-    data, cache = prepare_data(args.work)
+    data, cache = prepare_data(args.work, args.data_seed)
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
-    chance = {k: round(v, 2) for k, v in chance_metrics(test_videos, seed=DATA_SEED).items() if k in KEYS}
+    chance = {k: round(v, 2) for k, v in chance_metrics(test_videos, seed=args.data_seed).items() if k in KEYS}
     rows = []
     for seed in args.seeds:  # seeds outermost: an interrupted run still compares the variants on the same seeds
         for variant in args.variants:
@@ -196,7 +200,7 @@ def main() -> None:
     args.output.write_text(json.dumps({
         "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads",
         "load": load, "torch": torch.__version__,
-        "dataset": {"difficulty": "hard", "seed": DATA_SEED, **SIZES, **HARD_VIDEOS}, "n_epochs": args.n_epochs,
+        "dataset": {"difficulty": "hard", "seed": args.data_seed, **SIZES, **HARD_VIDEOS}, "n_epochs": args.n_epochs,
         "hidden_size": args.hidden_size,
         "chance": chance, "rows": rows, "summary": table}, indent=2) + "\n")
     print(f"saved {args.output} ({load})")

@@ -27,7 +27,7 @@ from statechange.data.index import IndexedVideo, build_index, read_annotation
 from statechange.data.prefetch import prefetched
 from statechange.errors import StateChangeError, listing
 from statechange.features import FeatureStore
-from statechange.inference import frames_config_of, ready_for_inference, recipe_of, video_logits
+from statechange.inference import frames_config_of, heads_lr_of, ready_for_inference, recipe_of, video_logits
 from statechange.labels import category_probabilities
 from statechange.metrics import LengthMismatchWarning, MetricsAccumulator
 from statechange.model import StateChangeModel
@@ -199,7 +199,7 @@ def evaluate_checkpoint(
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in test]
     frames_config = frames_config_of(loaded)
-    recipe = describe_recipe(recipe_of(loaded), loaded.model)
+    recipe = describe_recipe(recipe_of(loaded), loaded.model, heads_lr_of(loaded))
     model = ready_for_inference(loaded.model, settings.device)
     result = evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
                       frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,

@@ -9,6 +9,7 @@ from pathlib import Path
 from statechange.cli._common import add_dataset_root_options, add_runtime_options, add_subcommand, dataset_choice
 from statechange.config import (
     COLLECTIVE_TIMEOUT_MINUTES,
+    IMPROVED_LR,
     RECIPES,
     AugmentConfig,
     LossConfig,
@@ -80,8 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--recipe", choices=RECIPES, default="paper",
-                     help="paper: METHOD.md exactly (default); improved: pseudo-labels from an EMA teacher and "
-                     "probabilities smoothed over seconds before every decode (docs/benchmarks.md)")
+                     help=f"paper: METHOD.md exactly (default); improved: the paper's with the heads' learning rate "
+                     f"{IMPROVED_LR:g}, for datasets far smaller than ChangeIt (docs/benchmarks.md, 'Recipes')")
     opt.add_argument("--train-backbone", action="store_true", help="fine-tune the backbone end to end (AdamW)")
     opt.add_argument("--augment", action="store_true", help="augment every video (one transform per video)")
     opt.add_argument("--n-epochs", type=int, default=optim.n_epochs, help="training epochs")
@@ -89,7 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     opt.add_argument("--accumulate-steps", type=int, default=optim.accumulate_steps, metavar="K",
                      help="sum the gradients of K local batches per optimiser step: processes x "
                      "--local-batch-size x K = 64 is the paper's batch (e.g. 1 GPU: 2 x 32; 8 GPUs: 2 x 4)")
-    opt.add_argument("--lr", type=float, default=optim.lr, help="heads (SGD)")
+    opt.add_argument("--lr", type=float, default=None,
+                     help=f"heads (SGD); default: the recipe's ({optim.lr:g} paper, {IMPROVED_LR:g} improved)")
     opt.add_argument("--lr-backbone", type=float, default=optim.lr_backbone, help="backbone (AdamW)")
     opt.add_argument("--weight-decay", type=float, default=optim.weight_decay, help="heads (SGD)")
     opt.add_argument("--weight-decay-backbone", type=float, default=optim.weight_decay_backbone,
@@ -134,14 +136,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     from statechange.recipes import apply_recipe
 
     default = TrainConfig()
-    return apply_recipe(replace(
+    config = apply_recipe(replace(
         default,
         model=ModelConfig(backbone=args.backbone, hidden_sizes=tuple(args.hidden_sizes)),
         pseudo_labels=PseudoLabelConfig(max_distance=args.max_distance, n_frames_per_target=args.n_frames_per_gt,
                                         kappa=args.kappa),
         loss=replace(LossConfig(), ignore_video_weight=args.ignore_video_weight),
         optim=OptimConfig(n_epochs=args.n_epochs, local_batch_size=args.local_batch_size,
-                          accumulate_steps=args.accumulate_steps, lr=args.lr,
+                          accumulate_steps=args.accumulate_steps,
                           lr_backbone=args.lr_backbone, weight_decay=args.weight_decay,
                           weight_decay_backbone=args.weight_decay_backbone, warmup_epochs=args.warmup_epochs,
                           train_backbone=args.train_backbone),
@@ -149,6 +151,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         seed=args.seed,
         precision=args.precision,
     ), args.recipe)
+    if args.lr is not None:  # an explicit --lr wins over the recipe's
+        config = replace(config, optim=replace(config.optim, lr=args.lr))
+    return config
 
 
 def run_train(args: argparse.Namespace) -> int:
