@@ -10,14 +10,13 @@ best epoch: that would select on the test videos) as mean, standard deviation an
 seeds, and chance (uniformly random per-second probabilities, scored the same way) beside it.
 
     python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved] [--data-seed 0]
-    python benchmarks/recipes.py --variants teacher smoothing teacher+smoothing   # ablation runs
-    python benchmarks/recipes.py --report --variants paper improved ...          # the table of stored runs
+    python benchmarks/recipes.py --report --variants paper improved teacher+smoothing   # stored runs only
 
-Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`); `teacher`,
-`smoothing` and `teacher+smoothing` add pieces that were tried for the improved recipe and not kept to
-the paper's recipe; `paper+test_smoothing` re-evaluates the trained paper checkpoints with the test-time
-smoothing switched on (no training). `--data-seed` draws another synthetic dataset of the same kind (the
-improved recipe was chosen on data seed 0; seed 1 is data it was never tried on). Each run's row is kept
+Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`);
+`teacher+smoothing` (the first improved recipe: an EMA teacher and +-2 s smoothing, withdrawn) can
+only be reported from stored rows: the code that ran it is in the history up to commit 87653ec.
+`--data-seed` draws another synthetic dataset of the same kind (the improved recipe was chosen on data
+seed 0; seed 1 is data it was never tried on). Each run's row is kept
 in WORK/rows/ so that runs can be split across processes and interrupted; --report (or the end of a
 run) writes the table of the rows asked for to benchmarks/results/recipes.json (recipes-data1.json for
 data seed 1, ...; or --output).
@@ -38,18 +37,13 @@ from pathlib import Path
 import torch
 
 from statechange.config import (
-    TRIED_SMOOTHING_SECONDS,
-    TRIED_TEACHER_DECAY,
-    ForwardSettings,
     ModelConfig,
     TrainConfig,
 )
-from statechange.data.cache import FrameCache, extract_videos
+from statechange.data.cache import extract_videos
 from statechange.data.index import build_index, find_videos
 from statechange.data.synth import HARD, make_synthetic_dataset
-from statechange.evaluate import chance_metrics, evaluate
-from statechange.features import FeatureStore, backbone_fingerprint
-from statechange.inference import load_model
+from statechange.evaluate import chance_metrics
 from statechange.recipes import apply_recipe
 from statechange.train import TrainOptions, TrainPaths, train
 
@@ -58,28 +52,12 @@ SIZES = {"n_categories": 4, "n_train_videos": 14, "n_test_videos": 5}
 HARD_VIDEOS = {"min_seconds": 40, "max_seconds": 90, "irrelevant_fraction": 0.4}
 
 
-def _with_teacher(config: TrainConfig) -> TrainConfig:
-    return replace(config, recipe=replace(config.recipe, name=f"{config.recipe.name}+teacher",
-                                          teacher_decay=TRIED_TEACHER_DECAY))
-
-
-def _with_smoothing(config: TrainConfig) -> TrainConfig:
-    return replace(config, model=replace(config.model, smoothing_seconds=TRIED_SMOOTHING_SECONDS),
-                   recipe=replace(config.recipe, name=f"{config.recipe.name}+smoothing"))
-
-
 # name -> how the variant's config is made from the paper's
 VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     "paper": lambda c: apply_recipe(c, "paper"),
     "improved": lambda c: apply_recipe(c, "improved"),
-    "teacher": _with_teacher,
-    "smoothing": _with_smoothing,
-    "teacher+smoothing": lambda c: _with_smoothing(_with_teacher(c)),  # the improved recipe until 2026-12-01
 }
-# name -> (trained variant whose last checkpoint is re-evaluated, test-time smoothing in seconds)
-REEVALUATED = {
-    "paper+test_smoothing": ("paper", TRIED_SMOOTHING_SECONDS),
-}
+RECORDED_ONLY = ("teacher+smoothing",)  # rows stored by earlier code (see the module's docstring)
 
 
 def prepare_data(work: Path, data_seed: int) -> tuple[Path, Path]:
@@ -102,30 +80,19 @@ def run_name(variant: str, seed: int, n_epochs: int, hidden: int) -> str:
 
 
 def run_variant(work: Path, data: Path, cache: Path, variant: str, seed: int, n_epochs: int, hidden: int) -> dict:
-    """Train one variant with one seed (or re-evaluate a trained one); its row is kept in WORK/rows/."""
+    """Train one variant with one seed; its row is kept in WORK/rows/."""
     row_file = work / "rows" / f"{run_name(variant, seed, n_epochs, hidden)}.json"
     if row_file.exists():
         return json.loads(row_file.read_text())
+    if variant in RECORDED_ONLY:
+        raise SystemExit(f"{row_file} is not stored, and {variant} can no longer be trained (see the docstring).")
     started = time.time()
-    if variant in REEVALUATED:
-        trained, smoothing = REEVALUATED[variant]
-        run_variant(work, data, cache, trained, seed, n_epochs, hidden)
-        predictor = load_model(work / "runs" / run_name(trained, seed, n_epochs, hidden) / "last", device="cpu")
-        predictor.model.config = replace(predictor.model.config, smoothing_seconds=smoothing)
-        test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
-        model = predictor.model
-        store = FeatureStore(work / "features", backbone_fingerprint(model.backbone, model.config.backbone,
-                                                                     predictor.frames, predictor.settings.precision,
-                                                                     "cpu"))
-        summary = evaluate(model, test_videos, ForwardSettings(), predictor.frames, FrameCache(cache),
-                           store).metrics.summary()
-    else:
-        config = VARIANTS[variant](base_config(seed, n_epochs, hidden))
-        paths = TrainPaths(video_roots=(data / "videos",), dataset_root=data / "dataset",
-                           output=work / "runs" / run_name(variant, seed, n_epochs, hidden), frame_cache=cache,
-                           feature_cache=work / "features")  # one feature cache: the backbone runs once per video
-        options = TrainOptions(device="cpu", num_workers=0, progress=False, evaluate_every=n_epochs)
-        summary = train(config, paths, options).summary  # the last epoch's validation
+    config = VARIANTS[variant](base_config(seed, n_epochs, hidden))
+    paths = TrainPaths(video_roots=(data / "videos",), dataset_root=data / "dataset",
+                       output=work / "runs" / run_name(variant, seed, n_epochs, hidden), frame_cache=cache,
+                       feature_cache=work / "features")  # one feature cache: the backbone runs once per video
+    options = TrainOptions(device="cpu", num_workers=0, progress=False, evaluate_every=n_epochs)
+    summary = train(config, paths, options).summary  # the last epoch's validation
     row = {"variant": variant, "seed": seed, "seconds": round(time.time() - started, 1),
            **{k: round(summary[k], 2) for k in KEYS}}
     row_file.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--variants", nargs="+", default=["paper", "improved"],
-                        choices=sorted([*VARIANTS, *REEVALUATED]))
+                        choices=[*VARIANTS, *RECORDED_ONLY])
     parser.add_argument("--report", action="store_true", help="only tabulate the stored rows of these variants")
     parser.add_argument("--n-epochs", type=int, default=TrainConfig().optim.n_epochs)
     parser.add_argument("--hidden-size", type=int, default=ModelConfig().hidden_sizes[0],

@@ -1,6 +1,6 @@
 """Training recipes: ``--recipe paper`` is the training that existed before recipes, bit for bit;
-``--recipe improved`` (EMA teacher, smoothed probabilities) trains, saves, resumes exactly, evaluates and
-predicts with its smoothing, on real encoded synthetic videos."""
+``--recipe improved`` (the paper's with the heads' learning rate IMPROVED_LR) trains, saves, resumes
+exactly, evaluates and predicts, on real encoded synthetic videos, and says what it changed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tarfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,23 +16,23 @@ import torch
 from safetensors.torch import load_file
 
 from statechange.checkpoint import load_checkpoint
-from statechange.cli import main
-from statechange.config import ModelConfig, TrainConfig
+from statechange.cli import build_parser, main
+from statechange.cli.train import config_from_args
+from statechange.config import IMPROVED_LR, OptimConfig, TrainConfig, from_dict
 from statechange.data.index import build_index
 from statechange.errors import StateChangeError
-from statechange.factory import build_model
-from statechange.inference import load_model
-from statechange.ordering import smooth_over_time
-from statechange.recipes import EmaTeacher, apply_recipe
+from statechange.recipes import apply_recipe
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # main just before recipes existed: its `statechange train` is the paper's training this change must keep.
 PRE_RECIPE_COMMIT = "8bcec050f366e66bee043a40d12936994230db38"
 
 
-def train_arguments(dataset: Path, output: Path, *extra: str) -> list[str]:
+def train_arguments(dataset: Path, output: Path, *extra: str, lr: str | None = "0.01") -> list[str]:
+    """``lr`` None: the recipe's learning rate."""
     return ["train", "--video-roots", str(dataset / "videos"), "--dataset-root", str(dataset / "dataset"),
-            "--backbone", "tiny", "--hidden-sizes", "32", "--n-epochs", "2", "--warmup-epochs", "1", "--lr", "0.01",
+            "--backbone", "tiny", "--hidden-sizes", "32", "--n-epochs", "2", "--warmup-epochs", "1",
+            *(["--lr", lr] if lr is not None else []),
             "--device", "cpu", "--num-workers", "0", "--no-progress", "--output", str(output), *extra]
     # --num-workers: the name the pre-recipe source knows (today's --workers keeps it as an alias)
 
@@ -87,45 +86,34 @@ def test_paper_recipe_is_the_training_from_before_recipes_bit_for_bit(tiny_datas
             assert torch.equal(now[key], tensor), (run, key)
         assert log_without_times(tmp_path / run) == log_without_times(tmp_path / "before")
         saved = load_checkpoint(tmp_path / run / "last")
-        assert saved.metadata["train_config"]["recipe"] == {"name": "paper", "teacher_decay": 0.0}
-        assert saved.model.config.smoothing_seconds == 0
-        assert "teacher" not in saved.training_state
+        assert saved.metadata["train_config"]["recipe"] == {"name": "paper"}
 
 
 @pytest.mark.slow
 def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_dataset, tmp_path, capsys):
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    assert main(train_arguments(tiny_dataset, straight, "--recipe", "improved")) == 0
-    assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--stop-after-epoch", "1")) == 0
-    assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--resume")) == 0
-    assert "recipe: improved (EMA teacher" in capsys.readouterr().err
+    assert main(train_arguments(tiny_dataset, straight, "--recipe", "improved", lr=None)) == 0
+    assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--stop-after-epoch", "1",
+                                lr=None)) == 0
+    assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--resume", lr=None)) == 0
+    said = f"recipe: improved (heads' learning rate {IMPROVED_LR:g}, the paper's {OptimConfig.lr:g})"
+    assert said in capsys.readouterr().err
 
     finished, resumed = load_checkpoint(straight / "last"), load_checkpoint(interrupted / "last")
-    assert finished.metadata["train_config"]["recipe"]["name"] == "improved"
+    trained_with = from_dict(TrainConfig, finished.metadata["train_config"])
+    assert trained_with == apply_recipe(trained_with, "improved") and trained_with.optim.lr == IMPROVED_LR
     for key, tensor in finished.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], tensor), key
-    teacher = finished.training_state["teacher"]
-    assert teacher.keys() == {k for k in finished.model.state_dict() if not k.startswith("backbone.")}
-    for key, tensor in teacher.items():
-        assert torch.equal(resumed.training_state["teacher"][key], tensor), key
-        if key.startswith("state_head"):  # the teacher lags behind the model it averages
-            assert not torch.equal(tensor, finished.model.state_dict()[key]), key
 
     data = ["--video-roots", str(tiny_dataset / "videos"), "--dataset-root", str(tiny_dataset / "dataset")]
     assert main(["evaluate", "--checkpoint", str(straight / "last"), *data, "--device", "cpu", "--no-progress"]) == 0
-    assert "recipe: improved" in capsys.readouterr().out
-
+    assert said in capsys.readouterr().out
     video = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").test[0]
-    smoothed = load_model(straight / "last", device="cpu")
-    radius = smoothed.model.config.smoothing_seconds
-    assert radius > 0
-    unsmoothed = load_model(straight / "last", device="cpu")
-    unsmoothed.model.config = replace(unsmoothed.model.config, smoothing_seconds=0)
-    prediction, raw = smoothed.predict(video.path, video.category), unsmoothed.predict(video.path, video.category)
-    for name in ("initial_state", "action", "end_state"):
-        curve, raw_curve = torch.from_numpy(getattr(prediction, name)), torch.from_numpy(getattr(raw, name))
-        assert torch.allclose(curve, smooth_over_time(raw_curve, radius), atol=1e-6), name
-        assert not torch.equal(curve, raw_curve), name  # a curve that is not constant changes
+    assert main(["predict", "--checkpoint", str(straight / "last"), str(video.path), "--category", video.category,
+                 "--output", str(tmp_path / "predicted"), "--device", "cpu", "--no-progress"]) == 0
+    assert said in capsys.readouterr().out
+    curves = list((tmp_path / "predicted").rglob(f"{video.video_id}*.csv"))
+    assert curves, sorted(str(p) for p in (tmp_path / "predicted").rglob("*"))
 
 
 @pytest.mark.slow
@@ -136,36 +124,29 @@ def test_resuming_with_another_recipe_is_refused_with_the_fix(tiny_dataset, tmp_
     assert "recipe" in capsys.readouterr().err  # named among the settings the resume would change
 
 
-def test_smoothing_averages_the_neighbours_inside_the_video():
-    spike = torch.tensor([0.0, 0.0, 3.0, 0.0, 0.0])
-    assert torch.allclose(smooth_over_time(spike, 1), torch.tensor([0.0, 1.0, 1.0, 1.0, 0.0]))
-    edge = torch.tensor([3.0, 0.0, 0.0, 0.0])
-    assert torch.allclose(smooth_over_time(edge, 1), torch.tensor([1.5, 1.0, 0.0, 0.0]))  # 2 frames at the edge
-    batch = torch.rand(2, 7)
-    assert torch.allclose(smooth_over_time(batch, 2)[1], smooth_over_time(batch[1], 2))
-    assert smooth_over_time(batch, 0) is batch  # the paper: untouched
-
-
-def test_teacher_follows_the_model_as_a_moving_average_and_shares_a_frozen_backbone():
-    model = build_model(ModelConfig(backbone="tiny", hidden_sizes=(8,)), 2, seed=0)
-    model.backbone.requires_grad_(False)
-    teacher = EmaTeacher(model, decay=0.75)
-    assert teacher.model.backbone is model.backbone
-    before = teacher.model.state_head[0].weight.clone()
-    with torch.no_grad():
-        model.state_head[0].weight.add_(1.0)
-    teacher.update(model)
-    assert torch.allclose(teacher.model.state_head[0].weight, before + 0.25)
-    assert not any(key.startswith("backbone.") for key in teacher.state_dict())
-
-
-def test_the_paper_recipe_is_the_default_config_and_improved_changes_only_recipe_settings():
+def test_the_paper_recipe_is_the_default_config_and_improved_changes_only_the_heads_learning_rate():
     paper = TrainConfig()
     assert apply_recipe(paper, "paper") == paper
     improved = apply_recipe(paper, "improved")
-    assert improved.recipe.name == "improved" and improved.recipe.teacher_decay > 0
-    assert improved.model.smoothing_seconds > 0
-    assert (improved.optim, improved.loss, improved.frames, improved.augment) == (
-        paper.optim, paper.loss, paper.frames, paper.augment)
+    assert improved.recipe.name == "improved" and improved.optim.lr == IMPROVED_LR != paper.optim.lr
+    assert improved == apply_recipe(improved, "improved")  # applying twice changes nothing more
+    changed = {name for name in ("model", "pseudo_labels", "loss", "optim", "augment", "frames", "recipe")
+               if getattr(improved, name) != getattr(paper, name)}
+    assert changed == {"optim", "recipe"}
     with pytest.raises(StateChangeError, match="paper, improved"):
         apply_recipe(paper, "best")
+
+
+def test_an_explicit_lr_wins_over_the_recipes(tmp_path):
+    parse = build_parser().parse_args
+    base = ["train", "--video-roots", str(tmp_path), "--output", str(tmp_path / "run")]
+    assert config_from_args(parse(base)).optim.lr == OptimConfig.lr
+    assert config_from_args(parse([*base, "--recipe", "improved"])).optim.lr == IMPROVED_LR
+    assert config_from_args(parse([*base, "--recipe", "improved", "--lr", "0.02"])).optim.lr == 0.02
+    assert config_from_args(parse([*base, "--lr", "0.02"])).optim.lr == 0.02
+
+
+def test_checkpoints_of_the_retired_teacher_and_smoothing_settings_still_load():
+    old = {"recipe": {"name": "improved", "teacher_decay": 0.99}, "model": {"smoothing_seconds": 0}}
+    config = from_dict(TrainConfig, old)  # the settings as an improved run before 2026-12-01 recorded them
+    assert config.recipe.name == "improved" and config.model == TrainConfig().model

@@ -123,8 +123,7 @@ def evaluate(
             failed.append((video.key, inputs.reason))
             continue
         state, action = logits_of(model, inputs, settings)
-        initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index,
-                                                                     model.config.smoothing_seconds))
+        initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index))
         labels = read_annotation(video.annotation)  # [T']
         if len(labels) != len(initial):
             mismatches.append(f"{video.key} ({len(initial)} frames, {len(labels)} annotated seconds)")
@@ -199,7 +198,7 @@ def evaluate_checkpoint(
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in test]
     frames_config = frames_config_of(loaded)
-    recipe = describe_recipe(recipe_of(loaded), loaded.model, heads_lr_of(loaded))
+    recipe = describe_recipe(recipe_of(loaded), heads_lr_of(loaded))
     model = ready_for_inference(loaded.model, settings.device)
     result = evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
                       frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,

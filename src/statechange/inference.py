@@ -334,7 +334,7 @@ class StateChangePredictor:
         self.model = ready_for_inference(model, settings.device)
         self.categories = list(categories)
         self.settings, self.frames = settings, frames
-        self.recipe = recipe  # the training recipe, for display; a test-time smoothing is in model.config
+        self.recipe = recipe  # the training recipe, for display
         self.heads_lr = heads_lr  # the heads' learning rate in training, for display (None: not recorded)
 
     def category_index(self, category: str) -> int:
@@ -381,7 +381,7 @@ class StateChangePredictor:
             action = torch.cat([a for _, a in logits])  # [T, N+1]
             candidates = list(range(len(self.categories))) if auto else [self.category_index(category)]
             ranked, initial, act, end, triplets, scores = rank_categories(
-                state, action, candidates, max_distance, self.model.config.smoothing_seconds)
+                state, action, candidates, max_distance)
             best = 0  # ranked best first
             ranking = [(self.categories[c], float(s)) for c, s in zip(ranked, scores.tolist(), strict=True)]
             triplet = triplets[best].tolist()
@@ -425,7 +425,6 @@ def triplet_scores(initial: torch.Tensor, action: torch.Tensor, end: torch.Tenso
 
 def rank_categories(
     state: torch.Tensor, action: torch.Tensor, candidates: list[int], max_distance: int | None,
-    smoothing_seconds: int = 0,
 ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every candidate category's curves and best triplet from one video's logits, best score first.
 
@@ -435,8 +434,7 @@ def rank_categories(
     """
     index = torch.tensor(candidates, device=state.device)
     initial, act, end = category_probabilities(state.expand(len(candidates), -1, -1),
-                                               action.expand(len(candidates), -1, -1), index,
-                                               smoothing_seconds)  # [C, T] each
+                                               action.expand(len(candidates), -1, -1), index)  # [C, T] each
     triplets = best_triplet(initial, act, end, max_distance=max_distance)  # [C, 3], one batched decode
     scores = triplet_scores(initial, act, end, triplets)  # [C]
     order = torch.sort(scores, descending=True, stable=True).indices

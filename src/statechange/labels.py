@@ -50,7 +50,7 @@ def n_action_classes(n_categories: int) -> int:
 
 
 def category_probabilities(
-    state_logits: torch.Tensor, action_logits: torch.Tensor, category: int | torch.Tensor, smoothing_seconds: int = 0
+    state_logits: torch.Tensor, action_logits: torch.Tensor, category: int | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-frame probabilities of one category's initial state, action and end state.
 
@@ -58,22 +58,17 @@ def category_probabilities(
     LongTensor of the leading (video) dimensions. The softmax runs over *all* classes of a head,
     then the category's columns are kept: (2c, 2c+1) of the state head and c of the action head
     (always, also for N = 1, where the release picked the wrong columns).
-    ``smoothing_seconds`` > 0 (the improved recipe's ``ModelConfig.smoothing_seconds``) averages each
-    curve over that many seconds on each side (``ordering.smooth_over_time``); 0 (the paper) leaves them.
     Returns (initial [..., T], action [..., T], end [..., T]) in float32.
     """
     import torch
 
-    from statechange.ordering import smooth_over_time
-
     state = torch.softmax(state_logits.float(), dim=-1)
     action = torch.softmax(action_logits.float(), dim=-1)
     if isinstance(category, int):
-        curves = (state[..., 2 * category], action[..., category], state[..., 2 * category + 1])
-        return tuple(smooth_over_time(curve, smoothing_seconds) for curve in curves)  # type: ignore[return-value]
+        return state[..., 2 * category], action[..., category], state[..., 2 * category + 1]
     index = category.to(state.device).view(*category.shape, *([1] * (state.dim() - category.dim())))
     index = index.expand(*state.shape[:-1], 1)
     initial = state.gather(-1, 2 * index).squeeze(-1)
     end = state.gather(-1, 2 * index + 1).squeeze(-1)
     act = action.gather(-1, index).squeeze(-1)
-    return tuple(smooth_over_time(curve, smoothing_seconds) for curve in (initial, act, end))  # type: ignore[return-value]
+    return initial, act, end

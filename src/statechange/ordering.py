@@ -110,25 +110,6 @@ def best_pair(initial: torch.Tensor, end: torch.Tensor, lengths: torch.Tensor | 
     return result[0] if single else result
 
 
-def smooth_over_time(values: torch.Tensor, radius: int) -> torch.Tensor:
-    """Mean of each frame's probability and those of its ``radius`` neighbours on each side.
-
-    The test-time smoothing of the improved recipe (``ModelConfig.smoothing_seconds``), applied to the
-    per-second curves before the decode: states last seconds, so a one-second spike should not win the
-    argmax. Near the ends only the frames inside the video are averaged. ``radius`` 0 returns ``values``
-    itself (the paper's decode). [..., T] -> [..., T]
-    """
-    if radius < 0:
-        raise ValueError(f"The smoothing radius must be 0 or more seconds, got {radius}.")
-    if radius == 0 or values.shape[-1] == 0:
-        return values
-    rows = values.reshape(-1, 1, values.shape[-1])  # [B, 1, T]
-    kernel = torch.ones(1, 1, 2 * radius + 1, dtype=values.dtype, device=values.device)
-    sums = F.conv1d(rows, kernel, padding=radius)
-    counts = F.conv1d(torch.ones_like(rows[:1]), kernel, padding=radius)  # frames inside the video per window
-    return (sums / counts).reshape(values.shape)
-
-
 # ----------------------------------------------------------------------------------------------
 # input checks
 

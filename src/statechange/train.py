@@ -48,7 +48,7 @@ from statechange.model import StateChangeModel, init_model
 from statechange.ordering import best_triplet
 from statechange.preemption import StopRequest
 from statechange.progress import progress, write
-from statechange.recipes import EmaTeacher, describe_recipe
+from statechange.recipes import describe_recipe
 from statechange.release import initial_weights
 from statechange.reporting import (
     DEFAULT_LOG_EVERY_STEPS,
@@ -324,7 +324,6 @@ class _Run:
     video_weights: torch.Tensor  # [V] noise-adaptive weight of each training video
     frame_cache: FrameCache | None
     model: StateChangeModel
-    teacher: EmaTeacher | None  # the improved recipe: pseudo-labels from an EMA of the model
     optimisation: Optimisation
     use_features: bool  # frozen backbone and no augmentation: the heads train on stored features
     feature_store: FeatureStore | None
@@ -375,10 +374,9 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     model.backbone.requires_grad_(config.optim.train_backbone)
     use_features = not config.optim.train_backbone and not config.augment.enabled
     optimisation = Optimisation(model, config, steps_per_epoch)
-    teacher = EmaTeacher(model, config.recipe.teacher_decay) if config.recipe.teacher_decay > 0 else None
     start_epoch, best_precision, resume_progress = 1, -math.inf, None
     if options.resume:
-        start_epoch, best_precision, resume_progress = _resume(paths.output / LAST, model, optimisation, teacher,
+        start_epoch, best_precision, resume_progress = _resume(paths.output / LAST, model, optimisation,
                                                                config, index, context, log, held_out)
 
     feature_store = None
@@ -401,7 +399,7 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
-    log.print(describe_recipe(config.recipe, model, config.optim.lr))
+    log.print(describe_recipe(config.recipe, config.optim.lr))
     log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
               f"process(es) x {batch_size} videos x {accumulate} accumulated = {world_size * batch_size * accumulate} "
               f"videos per step, {steps_per_epoch} steps per epoch, "
@@ -409,7 +407,7 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     last_epoch = config.optim.n_epochs if options.stop_after_epoch is None else min(
         config.optim.n_epochs, options.stop_after_epoch)
     return _Run(config, paths, options, context, forward, log, index, train_videos, test_videos, video_weights,
-                frame_cache, model, teacher, optimisation, use_features, feature_store, step_module, sampler,
+                frame_cache, model, optimisation, use_features, feature_store, step_module, sampler,
                 loader, steps_per_epoch, start_epoch, last_epoch, best_precision, set(), held_out,
                 resume_progress)
 
@@ -484,8 +482,7 @@ def _train_one_epoch(run: _Run, epoch: int, stop: StopRequest) -> dict[str, Any]
                 continue
             augmentation = _augmentation(config, epoch, item.position) if not run.use_features else None
             try:
-                labeller = run.teacher.model if run.teacher is not None else run.model
-                prepared.append(_pseudo_labelled_inputs(labeller, item, video, augmentation,
+                prepared.append(_pseudo_labelled_inputs(run.model, item, video, augmentation,
                                                         len(run.index.categories), config, run.forward))
             except _NonFiniteError:
                 _diverged(epoch, run.paths.output)
@@ -570,7 +567,7 @@ def _save_checkpoints(run: _Run, record: dict[str, Any]) -> None:
         run.best_precision = precision_now
         save_checkpoint(output / BEST, run.model, categories, metadata)
     save_checkpoint(output / LAST, run.model, categories, metadata,
-                    _training_state(epoch, record, run.optimisation, run.teacher, run.best_precision, ranks))
+                    _training_state(epoch, record, run.optimisation, run.best_precision, ranks))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -650,7 +647,7 @@ def _save_mid_epoch(run: _Run, done: _EpochProgress) -> None:
                     "seconds": done.seconds}
         metadata = {"train_config": to_dict(run.config), "epoch": done.epoch, "step": done.step,
                     "metrics": None, **selection_metadata(run.held_out, None)}  # (a resume checks the validation set)
-        state = _training_state(done.epoch - 1, None, run.optimisation, run.teacher, run.best_precision, ranks)
+        state = _training_state(done.epoch - 1, None, run.optimisation, run.best_precision, ranks)
         save_checkpoint(run.paths.output / LAST, run.model, run.index.categories, metadata,
                         state | {"progress": position})
     distributed.barrier()  # no rank goes on (or stops) before `last` is complete
@@ -768,8 +765,7 @@ def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: Indexed
     _training_mode(model, config.optim.train_backbone)
     if not (torch.isfinite(state_logits).all() and torch.isfinite(action_logits).all()):
         raise _NonFiniteError(video.key)
-    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index,
-                                                  model.config.smoothing_seconds)
+    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
     triplet = best_triplet(initial, action, end, max_distance=config.pseudo_labels.max_distance).cpu()
     labels = pseudo_labels(triplet, video.category_index, n_categories, item.n_frames, config.pseudo_labels)
     if item.features is not None:
@@ -881,8 +877,6 @@ def _optimiser_step(run: _Run, group: list[_MicroBatchLosses]) -> _StepLosses:
     parameters = [p for p in run.model.parameters() if p.grad is not None]
     grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().norm() for p in parameters])).item()
     run.optimisation.step()
-    if run.teacher is not None:
-        run.teacher.update(run.model)
     return _StepLosses(losses[0].item(), losses[1].item(), losses[2].item(), grad_norm, n_videos)
 
 
@@ -937,7 +931,7 @@ def _compute_features(model: StateChangeModel, videos: list[IndexedVideo], store
 
 
 def _training_state(epoch: int, record: dict[str, Any] | None, optimisation: Optimisation,
-                    teacher: EmaTeacher | None, best_precision: float, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+                    best_precision: float, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     """What `last` needs beyond the weights: ``epoch`` is the number of completed epochs, ``ranks`` each rank's
     ``_rank_state`` in rank order."""
     state = {
@@ -947,13 +941,11 @@ def _training_state(epoch: int, record: dict[str, Any] | None, optimisation: Opt
         "ranks": ranks,
         "log_record": record,  # the epoch's log line, restored on --resume if a kill cut it off
     }
-    if teacher is not None:
-        state["teacher"] = teacher.state_dict()
     return state
 
 
-def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, teacher: EmaTeacher | None,
-            config: TrainConfig, index: DatasetIndex, context: distributed.DistributedContext, log: _Logger,
+def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, config: TrainConfig,
+            index: DatasetIndex, context: distributed.DistributedContext, log: _Logger,
             held_out: HeldOut | None) -> tuple[int, float, dict[str, Any] | None]:
     """Load the last checkpoint's weights and training state.
 
@@ -984,15 +976,9 @@ def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation
     if saved and saved.get("optim", {}).get("n_epochs") != config.optim.n_epochs:
         log.print(f"--resume: continuing to {config.optim.n_epochs} epochs (the run was started for "
                   f"{saved.get('optim', {}).get('n_epochs')})")
-    if (teacher is not None) != ("teacher" in state):
-        saved_recipe = saved.get("recipe", {}).get("name", "paper")
-        raise StateChangeError(f"{directory} was trained with --recipe {saved_recipe}, not {config.recipe.name}: "
-                               f"resume with --recipe {saved_recipe} or use another --output.")
     progress = _resumed_progress(state, directory, context)
     model.load_state_dict(checkpoint.model.state_dict())
     optimisation.load_state_dict(state)
-    if teacher is not None:
-        teacher.load_state_dict(state["teacher"])
     rank_state = _own_rank_state(state, context)
     last_step = None if progress is None else (progress["epoch"] - 1) * progress["steps_per_epoch"] + progress["step"]
     log.restore(int(state["epoch"]), state.get("log_record"), last_step)

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     _check_categories(args.category, videos, predictor.categories)  # fail before any work
     from statechange.recipes import describe_recipe
 
-    print(f"{args.checkpoint}: {describe_recipe(predictor.recipe, predictor.model, predictor.heads_lr)}")
+    print(f"{args.checkpoint}: {describe_recipe(predictor.recipe, predictor.heads_lr)}")
     failed, summaries = 0, []
     one_video = len(videos) == 1  # one bar: over the seconds of a single video, else over the videos
     bar = progress(videos, desc="predict", unit="video", enabled=not (args.no_progress or one_video))
