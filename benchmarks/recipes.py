@@ -12,7 +12,8 @@ seeds, and chance (uniformly random per-second probabilities, scored the same wa
     python benchmarks/recipes.py [--seeds 0 1 2 3 4] [--variants paper improved] [--data-seed 0]
     python benchmarks/recipes.py --report --variants paper improved teacher+smoothing   # stored runs only
 
-Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`);
+Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`, learning rates 1e-4
+and 1e-3); `lr3e-4`, `lr3e-3` and `lr1e-2` are the paper's recipe with those heads' learning rates;
 `teacher+smoothing` (the first improved recipe: an EMA teacher and +-2 s smoothing, withdrawn) can
 only be reported from stored rows: the code that ran it is in the history up to commit 87653ec.
 `--data-seed` draws another synthetic dataset of the same kind (the improved recipe was chosen on data
@@ -56,6 +57,8 @@ HARD_VIDEOS = {"min_seconds": 40, "max_seconds": 90, "irrelevant_fraction": 0.4}
 VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     "paper": lambda c: apply_recipe(c, "paper"),
     "improved": lambda c: apply_recipe(c, "improved"),
+    **{f"lr{lr}": (lambda c, lr=lr: replace(c, optim=replace(c.optim, lr=float(lr))))
+       for lr in ("3e-4", "3e-3", "1e-2")},  # the paper's recipe with another heads' learning rate (the sweep)
 }
 RECORDED_ONLY = ("teacher+smoothing",)  # rows stored by earlier code (see the module's docstring)
 
