@@ -12,7 +12,8 @@ source) or given with ``--video``:
   wall time, frames/s, decode share (a decode-only pass over the file / wall time), peak memory growth;
 - what bf16 changes (``--deviation``): on the test videos of a synthetic dataset (``statechange synth``),
   the max abs difference of the per-second probabilities between bf16 and fp32, and how often the chosen
-  triplet changes (random heads: a worst case, their probabilities are flat).
+  triplet changes (random heads: their probabilities are flat, so a triplet turns on small differences);
+  with ``--deviation-checkpoint RUN/last --deviation-data ROOT``, also a trained model's on its data's test videos.
 
 Prints a table and saves benchmarks/results/predict.json with the device, its CPU flags and the load.
 
@@ -42,6 +43,7 @@ from data import device_info, make_source_video  # benchmarks/data.py, beside th
 from statechange.checkpoint import load_checkpoint, save_checkpoint
 from statechange.config import ForwardSettings, ModelConfig, TrainConfig, to_dict
 from statechange.data.decode import iter_frame_chunks
+from statechange.data.index import read_annotation
 from statechange.factory import build_model
 from statechange.inference import (
     CPU_BF16_FEATURES,
@@ -55,6 +57,8 @@ from statechange.inference import (
     video_logits,
 )
 from statechange.labels import category_probabilities
+from statechange.metrics import MetricsAccumulator
+from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
 from statechange.predictions import prediction_path, write_predictions
 from statechange.viz import plot_prediction, save_prediction
@@ -186,22 +190,39 @@ def bench_backbone(backbone: str, video: Path, work: Path, repeats: int, bf16_an
     }
 
 
-def bf16_deviation(backbone: str, videos: list[Path], max_frames: int) -> dict[str, Any]:
-    """Max |P_bf16 - P_fp32| over every second and curve, and how many chosen triplets change."""
-    model = ready_for_inference(build_model(ModelConfig(backbone=backbone), len(CATEGORIES), seed=0), "cpu")
-    largest, changed, seconds = 0.0, 0, 0
-    for index, video in enumerate(videos):
+def bf16_deviation(model: StateChangeModel, name: str, videos: list[tuple[Path, int, Path | None]],
+                   max_frames: int) -> dict[str, Any]:
+    """Max |P_bf16 - P_fp32| over every second and curve of (video, category index, annotation or None)
+    triples, how many chosen triplets change and by how many seconds, and, where every video is
+    annotated, the metrics under each precision."""
+    model = ready_for_inference(model, "cpu")
+    largest, changed, moved, seconds = 0.0, 0, 0, 0
+    scored = {"fp32": MetricsAccumulator(), "bf16": MetricsAccumulator()}
+    for video, category, annotation in videos:
         frames = np.concatenate(list(iter_frame_chunks(video, CHUNK_SIZE)))[:max_frames]
         curves = {}
         for precision in ("fp32", "bf16"):
             state, action = video_logits(model, frames, ForwardSettings("cpu", precision, CHUNK_SIZE))
-            curves[precision] = category_probabilities(state, action, index % len(CATEGORIES))
+            curves[precision] = category_probabilities(state, action, category)
+            if annotation is not None:
+                scored[precision].add_video(*curves[precision], read_annotation(annotation)[: len(frames)],
+                                            str(category), str(video))
         largest = max(largest, max((a - b).abs().max().item() for a, b in zip(*curves.values(), strict=True)))
-        triplets = [tuple(best_triplet(*curves[p]).tolist()) for p in ("fp32", "bf16")]
-        changed += triplets[0] != triplets[1]
+        triplets = [best_triplet(*curves[p]) for p in ("fp32", "bf16")]
+        changed += not torch.equal(triplets[0], triplets[1])
+        moved = max(moved, int((triplets[0] - triplets[1]).abs().max()))
         seconds += len(frames)
-    return {"backbone": backbone, "videos": len(videos), "seconds": seconds,
-            "max_abs_probability_difference": round(largest, 5), "triplets_changed": changed}
+    result = {"model": name, "videos": len(videos), "seconds": seconds,
+              "max_abs_probability_difference": round(largest, 5), "triplets_changed": changed,
+              "max_seconds_a_triplet_moved": moved}
+    if all(annotation is not None for _, _, annotation in videos):
+        result["metrics"] = {precision: {k: round(v, 2) for k, v in accumulator.summary().items()
+                                         if isinstance(v, float)} for precision, accumulator in scored.items()}
+    return result
+
+
+def random_heads(backbone: str) -> StateChangeModel:
+    return build_model(ModelConfig(backbone=backbone), len(CATEGORIES), seed=0)
 
 
 def synthetic_test_videos(work: Path) -> list[Path]:
@@ -213,6 +234,20 @@ def synthetic_test_videos(work: Path) -> list[Path]:
 
     root = work / "synthetic"
     return [video.path for video in build_index([root / "videos"], root / "dataset").test]
+
+
+def trained_deviation(args: argparse.Namespace) -> dict[str, Any]:
+    """The bf16 deviation of a trained checkpoint on the annotated videos of the data it was trained on."""
+    from statechange.data.index import build_index
+
+    if args.deviation_data is None:
+        raise SystemExit("--deviation-checkpoint needs --deviation-data, the dataset it was trained on.")
+    predictor = load_model(args.deviation_checkpoint, device="cpu", precision="fp32")
+    root = args.deviation_data
+    pairs = [(video.path, predictor.categories.index(video.category), video.annotation)
+             for video in build_index([root / "videos"], root / "dataset").test]
+    name = f"{predictor.model.config.backbone}, trained ({args.deviation_checkpoint})"
+    return bf16_deviation(predictor.model, name, pairs, args.deviation_frames)
 
 
 def main() -> None:
@@ -229,6 +264,10 @@ def main() -> None:
     parser.add_argument("--deviation-frames", type=int, default=10_000, help="first frames of each video used")
     parser.add_argument("--vit-deviation-videos", type=int, default=1)
     parser.add_argument("--vit-deviation-frames", type=int, default=20, help="first frames of each ViT video")
+    parser.add_argument("--deviation-checkpoint", type=Path, default=None, metavar="RUN/last",
+                        help="also the bf16 deviation of this trained model on --deviation-data's test videos")
+    parser.add_argument("--deviation-data", type=Path, default=None, metavar="ROOT",
+                        help="the synthetic dataset (videos/, dataset/) that checkpoint was trained on")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -257,8 +296,13 @@ def main() -> None:
             for backbone in args.backbones:
                 chosen = videos if backbone == "efficientnet_lite0" else videos[: args.vit_deviation_videos]
                 frames = args.deviation_frames if backbone == "efficientnet_lite0" else args.vit_deviation_frames
-                report["bf16_deviation"].append(bf16_deviation(backbone, chosen, frames))
+                pairs = [(video, index % len(CATEGORIES), None) for index, video in enumerate(chosen)]
+                report["bf16_deviation"].append(bf16_deviation(random_heads(backbone), f"{backbone}, random heads",
+                                                               pairs, frames))
                 print(json.dumps(report["bf16_deviation"][-1], indent=2), flush=True)
+        if args.deviation_checkpoint is not None:
+            report.setdefault("bf16_deviation", []).append(trained_deviation(args))
+            print(json.dumps(report["bf16_deviation"][-1], indent=2), flush=True)
     report["uptime_after"] = os.popen("uptime").read().strip()
     save(report, args.output)
     print_table(report)
