@@ -91,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="sum the gradients of K local batches per optimiser step: processes x "
                      "--local-batch-size x K = 64 is the paper's batch (e.g. 1 GPU: 2 x 32; 8 GPUs: 2 x 4)")
     opt.add_argument("--lr", type=float, default=None,
-                     help=f"heads (SGD); default: the recipe's ({optim.lr:g} paper, {IMPROVED_LR:g} improved)")
+                     help=f"heads (SGD); when not given, the recipe's: {optim.lr:g} (paper), {IMPROVED_LR:g} "
+                     "(improved)")
     opt.add_argument("--lr-backbone", type=float, default=optim.lr_backbone, help="backbone (AdamW)")
     opt.add_argument("--weight-decay", type=float, default=optim.weight_decay, help="heads (SGD)")
     opt.add_argument("--weight-decay-backbone", type=float, default=optim.weight_decay_backbone,
