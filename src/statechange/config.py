@@ -176,8 +176,7 @@ BF16_PROBABILITY_TOLERANCE = 0.05
 # Calibrated by benchmarks/category_auto.py on the hard synthetic set (76 videos, 24 without a change):
 # the best balanced accuracy falls at 0.223 (paper recipe, 0.94) and 0.459 (improved recipe, 0.98, whose
 # scores spread further: 0.2 still separates 90 % of each side); docs/benchmarks.md, "Predicting without
-# the category". A model trained elsewhere may score on
-# another scale: --no-change-threshold adjusts it.
+# the category". A model trained elsewhere may score on another scale: --no-change-threshold adjusts it.
 NO_CHANGE_THRESHOLD = 0.2
 
 

@@ -27,13 +27,12 @@ from statechange.data.index import IndexedVideo, build_index, read_annotation
 from statechange.data.prefetch import prefetched
 from statechange.errors import StateChangeError, listing
 from statechange.features import FeatureStore
-from statechange.inference import frames_config_of, heads_lr_of, ready_for_inference, recipe_of, video_logits
+from statechange.inference import frames_config_of, ready_for_inference, recipe_line, video_logits
 from statechange.labels import category_probabilities
 from statechange.metrics import LengthMismatchWarning, MetricsAccumulator
 from statechange.model import StateChangeModel
 from statechange.predictions import prediction_path, write_predictions
 from statechange.progress import progress as progress_bar
-from statechange.recipes import describe_recipe
 from statechange.release import load_any_checkpoint
 
 
@@ -198,7 +197,7 @@ def evaluate_checkpoint(
                                "check --video-roots and --dataset-root.")
     videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in test]
     frames_config = frames_config_of(loaded)
-    recipe = describe_recipe(recipe_of(loaded), heads_lr_of(loaded))
+    recipe = recipe_line(loaded)
     model = ready_for_inference(loaded.model, settings.device)
     result = evaluate(model, videos, replace(settings, crop=frames_config.crop), frames_config,
                       frame_cache=FrameCache(frame_cache) if frame_cache else None, predictions_out=predictions_out,

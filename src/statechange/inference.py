@@ -38,6 +38,7 @@ from statechange.labels import category_probabilities
 from statechange.model import StateChangeModel
 from statechange.ordering import best_triplet
 from statechange.progress import progress as progress_bar
+from statechange.recipes import describe_recipe
 from statechange.release import load_any_checkpoint
 from statechange.runtime import available_cpus, checked_device
 
@@ -329,13 +330,11 @@ class StateChangePredictor:
     """A trained model ready to predict videos: ``load_model(path).predict(video, category)``."""
 
     def __init__(self, model: StateChangeModel, categories: list[str], settings: ForwardSettings,
-                 frames: FrameConfig = FrameConfig(), recipe: RecipeConfig = RecipeConfig(),
-                 heads_lr: float | None = None) -> None:
+                 frames: FrameConfig = FrameConfig(), recipe: str = "recipe: paper") -> None:
         self.model = ready_for_inference(model, settings.device)
         self.categories = list(categories)
         self.settings, self.frames = settings, frames
-        self.recipe = recipe  # the training recipe, for display
-        self.heads_lr = heads_lr  # the heads' learning rate in training, for display (None: not recorded)
+        self.recipe = recipe  # the line naming the training recipe (recipe_line), for display
 
     def category_index(self, category: str) -> int:
         if category not in self.categories:
@@ -455,20 +454,15 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
     frames = frames_config_of(checkpoint)
     settings = ForwardSettings(device=str(device), precision=resolve_precision(precision, device),
                                chunk_size=chunk_size, crop=frames.crop)
-    return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames, recipe_of(checkpoint),
-                                heads_lr_of(checkpoint))
+    return StateChangePredictor(checkpoint.model, checkpoint.categories, settings, frames, recipe_line(checkpoint))
 
 
-def recipe_of(checkpoint: LoadedCheckpoint) -> RecipeConfig:
-    """The training recipe of a checkpoint ("paper" for checkpoints made before recipes existed)."""
+def recipe_line(checkpoint: LoadedCheckpoint) -> str:
+    """``recipes.describe_recipe`` of a checkpoint's training recipe and heads' learning rate ("paper" for
+    checkpoints made before recipes existed; no rate where none is recorded: release models)."""
     train_config = checkpoint.metadata.get("train_config") or {}
-    return from_dict(RecipeConfig, train_config["recipe"]) if "recipe" in train_config else RecipeConfig()
-
-
-def heads_lr_of(checkpoint: LoadedCheckpoint) -> float | None:
-    """The heads' learning rate a checkpoint was trained with (None where it is not recorded: release models)."""
-    optim = (checkpoint.metadata.get("train_config") or {}).get("optim") or {}
-    return optim.get("lr")
+    recipe = from_dict(RecipeConfig, train_config["recipe"]) if "recipe" in train_config else RecipeConfig()
+    return describe_recipe(recipe, (train_config.get("optim") or {}).get("lr"))
 
 
 def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:

@@ -456,7 +456,7 @@ def _train_one_epoch(run: _Run, epoch: int, stop: StopRequest) -> dict[str, Any]
     for the log, or None when the run was asked to stop (after an optimiser step; `last` then holds the position)."""
     config, log = run.config, run.log
     run.sampler.set_epoch(epoch)
-    _training_mode(run.model, config.optim.train_backbone)
+    _set_mode(run.model, True, config.optim.train_backbone)
     position = _start_epoch(run, epoch)  # before the loader's iterator: it sets where the sampler starts
     micro_batches = iter(run.loader)  # (draws the loader's seed from torch's RNG)
     _continue_epoch(run, position)  # the RNG states of a mid-epoch `last`, restored after that draw
@@ -762,7 +762,7 @@ def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: Indexed
         state_logits, action_logits = model.heads(features)  # [T, 2N+1], [T, N+1]
     else:
         state_logits, action_logits = video_logits(model, item.frames, forward, augmentation)
-    _training_mode(model, config.optim.train_backbone)
+    _set_mode(model, True, config.optim.train_backbone)
     if not (torch.isfinite(state_logits).all() and torch.isfinite(action_logits).all()):
         raise _NonFiniteError(video.key)
     initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
@@ -780,10 +780,6 @@ def _diverged(epoch: int, output: Path) -> None:
         f"The loss became non-finite in epoch {epoch}; training stopped and the last good checkpoint in "
         f"{output / LAST} is intact: lower --lr / --lr-backbone, or check the input videos, then --resume."
     )
-
-
-def _training_mode(model: StateChangeModel, train_backbone: bool) -> None:
-    _set_mode(model, True, train_backbone)
 
 
 def _set_mode(model: StateChangeModel, training: bool, train_backbone: bool) -> None:
@@ -934,14 +930,13 @@ def _training_state(epoch: int, record: dict[str, Any] | None, optimisation: Opt
                     best_precision: float, ranks: list[dict[str, Any]]) -> dict[str, Any]:
     """What `last` needs beyond the weights: ``epoch`` is the number of completed epochs, ``ranks`` each rank's
     ``_rank_state`` in rank order."""
-    state = {
+    return {
         "epoch": epoch,
         **optimisation.state_dict(),  # "optimizers", "schedulers"
         "best_state_precision": best_precision,
         "ranks": ranks,
         "log_record": record,  # the epoch's log line, restored on --resume if a kill cut it off
     }
-    return state
 
 
 def _resume(directory: Path, model: StateChangeModel, optimisation: Optimisation, config: TrainConfig,

@@ -78,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_model(args.checkpoint, device=args.device, precision=args.precision, chunk_size=args.chunk_size,
                            categories=parse_categories(args.categories))
     _check_categories(args.category, videos, predictor.categories)  # fail before any work
-    from statechange.recipes import describe_recipe
-
-    print(f"{args.checkpoint}: {describe_recipe(predictor.recipe, predictor.heads_lr)}")
+    print(f"{args.checkpoint}: {predictor.recipe}")
     failed, summaries = 0, []
     one_video = len(videos) == 1  # one bar: over the seconds of a single video, else over the videos
     bar = progress(videos, desc="predict", unit="video", enabled=not (args.no_progress or one_video))
