@@ -94,6 +94,25 @@ def test_head_depth_follows_the_config(hidden_sizes):
     assert model.state_head[0].in_features == model.feature_dim
 
 
+def test_an_ensemble_predicts_its_members_mean_log_probabilities_and_its_members_start_apart():
+    config = ModelConfig(backbone=TINY_BACKBONE, hidden_sizes=(8,), ensemble_size=3)
+    model = build_model(config, 2, seed=0).eval()
+    features = torch.randn(5, model.feature_dim)
+    with torch.no_grad():
+        members_state, members_action = model.member_heads(features)  # [5, 3, 5], [5, 3, 3]
+        state, action = model.heads(features)
+    assert members_state.shape == (5, 3, labels.n_state_classes(2))
+    assert members_action.shape == (5, 3, labels.n_action_classes(2))
+    expected = torch.stack([torch.log_softmax(member(features), -1) for member in model.state_head.members]).mean(0)
+    assert torch.allclose(state, expected, atol=1e-6)
+    assert torch.allclose(action, torch.log_softmax(members_action, -1).mean(1), atol=1e-6)
+    probabilities = torch.softmax(state, -1)  # what every consumer of logits computes: the geometric mean
+    geometric = torch.softmax(members_state, -1).log().mean(1).exp()
+    assert torch.allclose(probabilities, geometric / geometric.sum(-1, keepdim=True), atol=1e-6)
+    assert not torch.allclose(members_state[:, 0], members_state[:, 1])  # independently initialised
+    assert "state_head.members.2.0.weight" in model.state_dict()
+
+
 def test_seed_makes_initialisation_repeatable_and_leaves_global_rng_alone():
     torch.manual_seed(123)
     expected_next = torch.rand(4)

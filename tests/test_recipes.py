@@ -1,6 +1,7 @@
 """Training recipes: ``--recipe paper`` is the training that existed before recipes, bit for bit;
-``--recipe improved`` (the paper's with the heads' learning rate IMPROVED_LR) trains, saves, resumes
-exactly, evaluates and predicts, on real encoded synthetic videos, and says what it changed."""
+``--recipe improved`` (the paper's with the heads' learning rate IMPROVED_LR and an ensemble of
+IMPROVED_ENSEMBLE head pairs) trains, saves, resumes exactly, evaluates and predicts, on real encoded
+synthetic videos, and says what it changed; an ensemble's members train exactly as lone pairs would."""
 
 from __future__ import annotations
 
@@ -9,18 +10,20 @@ import os
 import subprocess
 import sys
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from statechange.checkpoint import load_checkpoint
+from statechange.checkpoint import load_checkpoint, save_checkpoint
 from statechange.cli import build_parser, main
 from statechange.cli.train import config_from_args
-from statechange.config import IMPROVED_LR, OptimConfig, TrainConfig, from_dict
+from statechange.config import IMPROVED_ENSEMBLE, IMPROVED_LR, ModelConfig, OptimConfig, TrainConfig, from_dict
 from statechange.data.index import build_index
 from statechange.errors import StateChangeError
+from statechange.model import init_model
 from statechange.recipes import apply_recipe
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -96,7 +99,8 @@ def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_data
     assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--stop-after-epoch", "1",
                                 lr=None)) == 0
     assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--resume", lr=None)) == 0
-    said = f"recipe: improved (heads' learning rate {IMPROVED_LR:g}, the paper's {OptimConfig.lr:g})"
+    said = (f"recipe: improved (heads' learning rate {IMPROVED_LR:g}, the paper's {OptimConfig.lr:g}; an ensemble "
+            f"of {IMPROVED_ENSEMBLE} head pairs)")
     assert said in capsys.readouterr().err
 
     finished, resumed = load_checkpoint(straight / "last"), load_checkpoint(interrupted / "last")
@@ -124,26 +128,69 @@ def test_resuming_with_another_recipe_is_refused_with_the_fix(tiny_dataset, tmp_
     assert "recipe" in capsys.readouterr().err  # named among the settings the resume would change
 
 
-def test_the_paper_recipe_is_the_default_config_and_improved_changes_only_the_heads_learning_rate():
+def test_the_paper_recipe_is_the_default_config_and_improved_changes_only_the_heads():
     paper = TrainConfig()
     assert apply_recipe(paper, "paper") == paper
     improved = apply_recipe(paper, "improved")
     assert improved.recipe.name == "improved" and improved.optim.lr == IMPROVED_LR != paper.optim.lr
+    assert improved.model.ensemble_size == IMPROVED_ENSEMBLE != paper.model.ensemble_size == 1
     assert improved == apply_recipe(improved, "improved")  # applying twice changes nothing more
     changed = {name for name in ("model", "pseudo_labels", "loss", "optim", "augment", "frames", "recipe")
                if getattr(improved, name) != getattr(paper, name)}
-    assert changed == {"optim", "recipe"}
+    assert changed == {"model", "optim", "recipe"}
+    assert replace(improved.model, ensemble_size=1) == paper.model
+    assert replace(improved.optim, lr=paper.optim.lr) == paper.optim
     with pytest.raises(StateChangeError, match="paper, improved"):
         apply_recipe(paper, "best")
 
 
-def test_an_explicit_lr_wins_over_the_recipes(tmp_path):
+def test_an_explicit_lr_or_ensemble_size_wins_over_the_recipes(tmp_path):
     parse = build_parser().parse_args
     base = ["train", "--video-roots", str(tmp_path), "--output", str(tmp_path / "run")]
     assert config_from_args(parse(base)).optim.lr == OptimConfig.lr
     assert config_from_args(parse([*base, "--recipe", "improved"])).optim.lr == IMPROVED_LR
     assert config_from_args(parse([*base, "--recipe", "improved", "--lr", "0.02"])).optim.lr == 0.02
     assert config_from_args(parse([*base, "--lr", "0.02"])).optim.lr == 0.02
+    assert config_from_args(parse(base)).model.ensemble_size == 1
+    assert config_from_args(parse([*base, "--recipe", "improved"])).model.ensemble_size == IMPROVED_ENSEMBLE
+    assert config_from_args(parse([*base, "--recipe", "improved", "--ensemble-size", "1"])).model.ensemble_size == 1
+    assert config_from_args(parse([*base, "--ensemble-size", "2"])).model.ensemble_size == 2
+
+
+@pytest.mark.slow
+def test_each_ensemble_member_trains_exactly_as_a_lone_pair_of_heads_from_the_same_start(tiny_dataset, tmp_path):
+    """Members decode their own predictions and fit their own pseudo-labels: an ensemble started from two
+    different pairs of heads ends as those two pairs trained alone (not averaged, not on shared labels)."""
+    categories = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").categories
+    lone_config = ModelConfig(backbone="tiny", hidden_sizes=(32,))
+    lones = [init_model(lone_config, len(categories), seed=seed) for seed in (5, 7)]
+    lones[1].backbone.load_state_dict(lones[0].backbone.state_dict())  # one backbone, two different pairs
+    ensemble = init_model(replace(lone_config, ensemble_size=2), len(categories), seed=6)
+    ensemble.backbone.load_state_dict(lones[0].backbone.state_dict())
+    for lone, state_member, action_member in zip(lones, ensemble.state_head.members, ensemble.action_head.members,
+                                                 strict=True):
+        state_member.load_state_dict(lone.state_head.state_dict())
+        action_member.load_state_dict(lone.action_head.state_dict())
+    for name, model in (("lone0", lones[0]), ("lone1", lones[1]), ("ensemble", ensemble)):
+        save_checkpoint(tmp_path / f"{name}-start", model, categories, {})
+        extra = ["--ensemble-size", "2"] if name == "ensemble" else []
+        assert main(train_arguments(tiny_dataset, tmp_path / name, "--init-from", str(tmp_path / f"{name}-start"),
+                                    *extra)) == 0
+
+    trained = {name: load_checkpoint(tmp_path / name / "last").model for name in ("lone0", "lone1", "ensemble")}
+    assert not torch.allclose(trained["lone0"].state_head[0].weight, lones[0].state_head[0].weight, atol=1e-3)
+    assert not torch.allclose(trained["lone0"].state_head[0].weight, trained["lone1"].state_head[0].weight)
+    for member, name in enumerate(("lone0", "lone1")):
+        for head in ("state_head", "action_head"):
+            alone = getattr(trained[name], head).state_dict()
+            together = getattr(trained["ensemble"], head).members[member].state_dict()
+            for key, expected in alone.items():
+                assert torch.allclose(together[key], expected, atol=1e-5), (member, head, key)
+    logs = {name: [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+            for name in trained}
+    for epoch, record in enumerate(logs["ensemble"]):  # the log shows the members' mean loss
+        mean = (logs["lone0"][epoch]["loss"] + logs["lone1"][epoch]["loss"]) / 2
+        assert record["loss"] == pytest.approx(mean, rel=1e-4)
 
 
 def test_checkpoints_of_the_retired_teacher_and_smoothing_settings_still_load():

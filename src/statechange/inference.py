@@ -175,11 +175,13 @@ def video_logits(
     frames: Frames,
     settings: ForwardSettings,
     augmentation: VideoAugmentation | None = None,
+    members: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """State logits [T, 2N+1] and action logits [T, N+1] (float32, on the device) of every frame."""
+    """State logits [T, 2N+1] and action logits [T, N+1] (float32, on the device) of every frame; with
+    ``members``, each ensemble member's: [T, K, 2N+1] and [T, K, N+1] (``StateChangeModel.member_heads``)."""
     if len(frames) == 0:
         raise ValueError("The video has no frames.")
-    state, action = _map_chunks(model, frames, settings, augmentation)
+    state, action = _map_chunks(model.member_logits if members else model, frames, settings, augmentation)
     return state, action
 
 
@@ -458,11 +460,11 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
 
 
 def recipe_line(checkpoint: LoadedCheckpoint) -> str:
-    """``recipes.describe_recipe`` of a checkpoint's training recipe and heads' learning rate ("paper" for
-    checkpoints made before recipes existed; no rate where none is recorded: release models)."""
+    """``recipes.describe_recipe`` of a checkpoint's training recipe, heads' learning rate and ensemble size
+    ("paper" for checkpoints made before recipes existed; no rate where none is recorded: release models)."""
     train_config = checkpoint.metadata.get("train_config") or {}
     recipe = from_dict(RecipeConfig, train_config["recipe"]) if "recipe" in train_config else RecipeConfig()
-    return describe_recipe(recipe, (train_config.get("optim") or {}).get("lr"))
+    return describe_recipe(recipe, (train_config.get("optim") or {}).get("lr"), checkpoint.model.config.ensemble_size)
 
 
 def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:

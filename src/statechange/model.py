@@ -91,6 +91,31 @@ def mlp_head(in_features: int, hidden_sizes: tuple[int, ...], out_features: int)
     return nn.Sequential(*layers)
 
 
+class HeadEnsemble(nn.Module):
+    """``size`` independent MLP heads on the same features: features [N, F] -> logits [N, size, C]."""
+
+    def __init__(self, in_features: int, hidden_sizes: tuple[int, ...], out_features: int, size: int) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(mlp_head(in_features, hidden_sizes, out_features) for _ in range(size))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(features) for member in self.members], dim=1)
+
+
+def make_head(in_features: int, config: ModelConfig, out_features: int) -> nn.Module:
+    """One MLP head (the paper's, ``ensemble_size`` 1: keys ``N.weight``), or ``HeadEnsemble`` of
+    ``ensemble_size`` of them (keys ``members.K.N.weight``)."""
+    if config.ensemble_size == 1:
+        return mlp_head(in_features, config.hidden_sizes, out_features)
+    return HeadEnsemble(in_features, config.hidden_sizes, out_features, config.ensemble_size)
+
+
+def mean_log_probabilities(member_logits: torch.Tensor) -> torch.Tensor:
+    """Members' logits [N, K, C] -> their mean log-probabilities [N, C], which act as the ensemble's logits:
+    a softmax of them is the members' normalised geometric mean."""
+    return torch.log_softmax(member_logits.float(), dim=-1).mean(dim=1)
+
+
 class StateChangeModel(nn.Module):
     """Backbone + state head + action head for ``n_categories`` categories (METHOD.md, "Model")."""
 
@@ -102,8 +127,10 @@ class StateChangeModel(nn.Module):
         self.n_categories = n_categories
         self.backbone = backbone.module
         self.feature_dim = int(self.backbone.num_features)
-        self.state_head = mlp_head(self.feature_dim, config.hidden_sizes, labels.n_state_classes(n_categories))
-        self.action_head = mlp_head(self.feature_dim, config.hidden_sizes, labels.n_action_classes(n_categories))
+        if config.ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be at least 1, got {config.ensemble_size}.")
+        self.state_head = make_head(self.feature_dim, config, labels.n_state_classes(n_categories))
+        self.action_head = make_head(self.feature_dim, config, labels.n_action_classes(n_categories))
         self.input_mean, self.input_std = backbone.mean, backbone.std
         self.reset_normalisation()
 
@@ -130,8 +157,23 @@ class StateChangeModel(nn.Module):
         return self.backbone(self.normalise(frames))
 
     def heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features [N, F] -> (state logits [N, 2C+1], action logits [N, C+1])."""
+        """Features [N, F] -> (state logits [N, 2C+1], action logits [N, C+1]); an ensemble's logits are its
+        members' mean log-probabilities."""
+        if self.config.ensemble_size == 1:
+            return self.state_head(features), self.action_head(features)
+        state, action = self.member_heads(features)
+        return mean_log_probabilities(state), mean_log_probabilities(action)
+
+    def member_heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features [N, F] -> each member's (state logits [N, K, 2C+1], action logits [N, K, C+1]); K = 1
+        without an ensemble. Training decodes and fits every member on its own."""
+        if self.config.ensemble_size == 1:
+            return self.state_head(features).unsqueeze(1), self.action_head(features).unsqueeze(1)
         return self.state_head(features), self.action_head(features)
+
+    def member_logits(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames [N, 3, H, W] -> each member's (state logits [N, K, 2C+1], action logits [N, K, C+1])."""
+        return self.member_heads(self.features(frames))
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames [N, 3, H, W] -> (state logits [N, 2C+1], action logits [N, C+1])."""
@@ -154,9 +196,12 @@ __all__ = [
     "EFFICIENTNET_LITE0",
     "TINY_BACKBONE",
     "BackboneSpec",
+    "HeadEnsemble",
     "StateChangeModel",
     "create_backbone",
     "init_model",
     "is_clip_vit",
+    "make_head",
+    "mean_log_probabilities",
     "mlp_head",
 ]

@@ -80,3 +80,12 @@ def pseudo_labels(
     return PseudoLabels(
         frames=frames, state_targets=state_targets, state_mask=state_mask, action_targets=action_targets
     )
+
+
+def concatenate_labels(members: Sequence[PseudoLabels]) -> PseudoLabels:
+    """The pseudo-labels of an ensemble's members on one video as one ``PseudoLabels`` of K * 5n entries,
+    member k's at rows [k*5n, (k+1)*5n); one member's labels are returned as they are."""
+    if len(members) == 1:
+        return members[0]
+    return PseudoLabels(*(torch.cat(column) for column in zip(
+        *((m.frames, m.state_targets, m.state_mask, m.action_targets) for m in members), strict=True)))

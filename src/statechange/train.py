@@ -69,7 +69,7 @@ from statechange.selection import (
     held_out_split,
     selection_metadata,
 )
-from statechange.targets import PseudoLabels, pseudo_labels
+from statechange.targets import PseudoLabels, concatenate_labels, pseudo_labels
 
 LOG_FILE = "log.jsonl"
 STEPS_LOG_FILE = "steps.jsonl"  # every log_every_steps optimiser steps: losses and learning rates
@@ -165,7 +165,8 @@ class _TrainStep(torch.nn.Module):
         self.model = model
 
     def forward(self, inputs: torch.Tensor, from_features: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.heads(inputs) if from_features else self.model(inputs)
+        """Each ensemble member's logits: state [M, K, 2N+1], action [M, K, N+1] (K = 1 without one)."""
+        return self.model.member_heads(inputs) if from_features else self.model.member_logits(inputs)
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -199,7 +200,8 @@ def check_settings(config: TrainConfig, options: TrainOptions) -> None:
     at_least_one = {"--n-epochs": optim.n_epochs, "--local-batch-size": optim.local_batch_size,
                     "--n-frames-per-gt": labels.n_frames_per_target, "--max-distance": labels.max_distance,
                     "--kappa": labels.kappa, "--chunk-size": options.chunk_size,
-                    "--hidden-sizes": min(config.model.hidden_sizes, default=1)}
+                    "--hidden-sizes": min(config.model.hidden_sizes, default=1),
+                    "--ensemble-size": config.model.ensemble_size}
     if options.save_every_steps is not None:
         at_least_one["--save-every-steps"] = options.save_every_steps
     timeout = options.collective_timeout_minutes
@@ -399,7 +401,7 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
-    log.print(describe_recipe(config.recipe, config.optim.lr))
+    log.print(describe_recipe(config.recipe, config.optim.lr, config.model.ensemble_size))
     log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
               f"process(es) x {batch_size} videos x {accumulate} accumulated = {world_size * batch_size * accumulate} "
               f"videos per step, {steps_per_epoch} steps per epoch, "
@@ -745,8 +747,8 @@ class _NonFiniteError(Exception):
 
 @dataclass
 class _Prepared:
-    inputs: torch.Tensor  # [5n, F] features or uint8 [5n, 3, crop, crop] frames, on the device
-    labels: PseudoLabels
+    inputs: torch.Tensor  # [K * 5n, F] features or uint8 [K * 5n, 3, crop, crop] frames, on the device
+    labels: PseudoLabels  # K * 5n entries: ensemble member k's 5n frames and targets at rows [k*5n, (k+1)*5n)
     position: int
 
 
@@ -754,25 +756,35 @@ class _Prepared:
 def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: IndexedVideo,
                             augmentation: VideoAugmentation | None, n_categories: int, config: TrainConfig,
                             forward: ForwardSettings) -> _Prepared:
-    """Steps 1-3: no-grad pass over all frames, ordering decode, the 15 frames and their targets."""
+    """Steps 1-3: no-grad pass over all frames, ordering decode, the 15 frames and their targets; for an
+    ensemble, every member decodes its own predictions and gets its own 15 frames."""
     _set_mode(model, False, config.optim.train_backbone)  # the decode sees the model as evaluation does
     device = torch.device(forward.device)
     if item.features is not None:
         features = item.features.to(device)
-        state_logits, action_logits = model.heads(features)  # [T, 2N+1], [T, N+1]
+        state_logits, action_logits = model.member_heads(features)  # [T, K, 2N+1], [T, K, N+1]
     else:
-        state_logits, action_logits = video_logits(model, item.frames, forward, augmentation)
+        state_logits, action_logits = video_logits(model, item.frames, forward, augmentation, members=True)
     _set_mode(model, True, config.optim.train_backbone)
     if not (torch.isfinite(state_logits).all() and torch.isfinite(action_logits).all()):
         raise _NonFiniteError(video.key)
-    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
-    triplet = best_triplet(initial, action, end, max_distance=config.pseudo_labels.max_distance).cpu()
-    labels = pseudo_labels(triplet, video.category_index, n_categories, item.n_frames, config.pseudo_labels)
+    labels = concatenate_labels([
+        _member_pseudo_labels(state_logits[:, member], action_logits[:, member], video, item.n_frames,
+                              n_categories, config)
+        for member in range(state_logits.shape[1])])
     if item.features is not None:
         inputs = features[labels.frames.to(device)]
     else:
         inputs = prepare_frames(item.frames[labels.frames.numpy()], device, augmentation, config.frames.crop)
     return _Prepared(inputs, labels, item.position)
+
+
+def _member_pseudo_labels(state_logits: torch.Tensor, action_logits: torch.Tensor, video: IndexedVideo,
+                          n_frames: int, n_categories: int, config: TrainConfig) -> PseudoLabels:
+    """One member's ordering decode of its logits [T, 2N+1], [T, N+1] and the 5n frames it labels."""
+    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
+    triplet = best_triplet(initial, action, end, max_distance=config.pseudo_labels.max_distance).cpu()
+    return pseudo_labels(triplet, video.category_index, n_categories, n_frames, config.pseudo_labels)
 
 
 def _diverged(epoch: int, output: Path) -> None:
@@ -820,8 +832,9 @@ def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _Micr
     empty = not prepared
     if empty:
         prepared = [_placeholder(run.model, device, run.use_features, config)]
-    inputs = torch.cat([p.inputs for p in prepared])  # [B * 5n, ...]
-    n = len(prepared[0].labels.frames)
+    members = run.model.config.ensemble_size  # K
+    inputs = torch.cat([p.inputs for p in prepared])  # [B * K * 5n, ...]
+    n = len(prepared[0].labels.frames) // members  # 5n
     state_targets = torch.cat([p.labels.state_targets for p in prepared]).to(device)
     state_mask = torch.cat([p.labels.state_mask for p in prepared]).to(device)
     action_targets = torch.cat([p.labels.action_targets for p in prepared]).to(device)
@@ -830,16 +843,28 @@ def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _Micr
     synchronise = last_of_step or not isinstance(run.step_module, torch.nn.parallel.DistributedDataParallel)
     with contextlib.nullcontext() if synchronise else run.step_module.no_sync():
         with autocast(device, config.precision):
-            state_logits, action_logits = run.step_module(inputs, run.use_features)
-        state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B*5n]
+            state_logits, action_logits = run.step_module(inputs, run.use_features)  # [B*K*5n, K, C]
+        rows, member = torch.arange(len(inputs), device=device), _member_of_rows(len(inputs), n, members, device)
+        state_logits, action_logits = state_logits[rows, member], action_logits[rows, member]  # each row's member
+        state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B*K*5n]
         action_loss = F.cross_entropy(action_logits.float(), action_targets, reduction="none")
-        state_loss = (state_loss.view(-1, n) * video_weight[:, None]).sum()
-        action_loss = config.loss.action_loss_weight * (action_loss.view(-1, n) * video_weight[:, None]).sum()
+        weight = video_weight.repeat_interleave(members)[:, None]  # [B*K, 1]: a video's weight for each member
+        state_loss = (state_loss.view(-1, n) * weight).sum()  # summed over members: each trains as if alone
+        action_loss = config.loss.action_loss_weight * (action_loss.view(-1, n) * weight).sum()
         loss = _release_loss_scale(state_loss + action_loss, config, world_size)
         loss.backward()
     n_videos = torch.tensor(0.0 if empty else float(len(prepared)), dtype=torch.float64, device=device)
-    parts = [_release_loss_scale(part.detach(), config, world_size) for part in (state_loss, action_loss)]
-    return torch.stack([loss.detach().double(), parts[0].double(), parts[1].double(), n_videos])
+    logged = [loss.detach(), *(_release_loss_scale(part.detach(), config, world_size)
+                               for part in (state_loss, action_loss))]
+    if members > 1:  # the log shows a member's mean loss, comparable with a single pair of heads
+        logged = [value / members for value in logged]
+    return torch.stack([logged[0].double(), logged[1].double(), logged[2].double(), n_videos])
+
+
+def _member_of_rows(n_rows: int, n: int, members: int, device: torch.device) -> torch.Tensor:
+    """LongTensor [n_rows]: the ensemble member each row of a micro-batch trains (videos' rows are K blocks
+    of ``n``, ``_Prepared``)."""
+    return (torch.arange(n_rows, device=device) // n) % members
 
 
 def _release_loss_scale(loss: torch.Tensor, config: TrainConfig, world_size: int) -> torch.Tensor:
@@ -878,7 +903,8 @@ def _optimiser_step(run: _Run, group: list[_MicroBatchLosses]) -> _StepLosses:
 
 def _placeholder(model: StateChangeModel, device: torch.device, use_features: bool, config: TrainConfig) -> _Prepared:
     """A zero-weight stand-in for a batch whose videos were all skipped."""
-    labels = pseudo_labels((0, 1, 2), 0, model.n_categories, 3, config.pseudo_labels)
+    one = pseudo_labels((0, 1, 2), 0, model.n_categories, 3, config.pseudo_labels)
+    labels = concatenate_labels([one] * model.config.ensemble_size)
     size = len(labels.frames)
     if use_features:
         inputs = torch.zeros(size, model.feature_dim, device=device)

@@ -9,6 +9,7 @@ from pathlib import Path
 from statechange.cli._common import add_dataset_root_options, add_runtime_options, add_subcommand, dataset_choice
 from statechange.config import (
     COLLECTIVE_TIMEOUT_MINUTES,
+    IMPROVED_ENSEMBLE,
     IMPROVED_LR,
     RECIPES,
     AugmentConfig,
@@ -78,11 +79,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "checkpoint of the same architecture and categories; when not given, heads start random")
     net.add_argument("--hidden-sizes", type=int, nargs="*", default=list(model.hidden_sizes),
                      help="hidden layers of each head")
+    net.add_argument("--ensemble-size", type=int, default=None, metavar="K",
+                     help="independent (state, action) head pairs, each trained on its own pseudo-labels, their mean "
+                     f"predicted; when not given, the recipe's: {model.ensemble_size} (paper), {IMPROVED_ENSEMBLE} "
+                     "(improved)")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--recipe", choices=RECIPES, default="paper",
                      help=f"paper: METHOD.md exactly (default); improved: the paper's with the heads' learning rate "
-                     f"{IMPROVED_LR:g}, for datasets far smaller than ChangeIt (docs/benchmarks.md, 'Recipes')")
+                     f"{IMPROVED_LR:g} and an ensemble of {IMPROVED_ENSEMBLE} head pairs, for datasets far smaller "
+                     "than ChangeIt (docs/benchmarks.md, 'Recipes')")
     opt.add_argument("--train-backbone", action="store_true", help="fine-tune the backbone end to end (AdamW)")
     opt.add_argument("--augment", action="store_true", help="augment every video (one transform per video)")
     opt.add_argument("--n-epochs", type=int, default=optim.n_epochs, help="training epochs")
@@ -154,6 +160,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     ), args.recipe)
     if args.lr is not None:  # an explicit --lr wins over the recipe's
         config = replace(config, optim=replace(config.optim, lr=args.lr))
+    if args.ensemble_size is not None:  # as does an explicit --ensemble-size
+        config = replace(config, model=replace(config.model, ensemble_size=args.ensemble_size))
     return config
 
 
