@@ -93,19 +93,25 @@ def test_paper_recipe_is_the_training_from_before_recipes_bit_for_bit(tiny_datas
 
 
 @pytest.mark.slow
-def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_dataset, tmp_path, capsys):
+@pytest.mark.parametrize("mode", [[], ["--augment", "--train-backbone", "--lr-backbone", "0.001", "--ensemble-size",
+                                        "2"]], ids=["stored-features", "augmented-fine-tuned"])
+def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_dataset, tmp_path, capsys, mode):
+    """Fine-tuned, every member's 15 frames go through the backbone: two members keep the test short."""
+    ensemble_size = int(mode[-1]) if mode else IMPROVED_ENSEMBLE
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    assert main(train_arguments(tiny_dataset, straight, "--recipe", "improved", lr=None)) == 0
+    assert main(train_arguments(tiny_dataset, straight, "--recipe", "improved", *mode, lr=None)) == 0
     assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--stop-after-epoch", "1",
+                                *mode, lr=None)) == 0
+    assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--resume", *mode,
                                 lr=None)) == 0
-    assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--resume", lr=None)) == 0
     said = (f"recipe: improved (heads' learning rate {IMPROVED_LR:g}, the paper's {OptimConfig.lr:g}; an ensemble "
-            f"of {IMPROVED_ENSEMBLE} head pairs)")
+            f"of {ensemble_size} head pairs)")
     assert said in capsys.readouterr().err
 
     finished, resumed = load_checkpoint(straight / "last"), load_checkpoint(interrupted / "last")
     trained_with = from_dict(TrainConfig, finished.metadata["train_config"])
-    assert trained_with == apply_recipe(trained_with, "improved") and trained_with.optim.lr == IMPROVED_LR
+    assert trained_with.recipe.name == "improved" and trained_with.optim.lr == IMPROVED_LR
+    assert trained_with.model.ensemble_size == finished.model.config.ensemble_size == ensemble_size
     for key, tensor in finished.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[key], tensor), key
 

@@ -172,4 +172,8 @@ def test_train_init_from_a_release_file_starts_from_its_weights(visual, tiny_dat
     for key, value in release.model.state_dict().items():
         assert torch.equal(trained.model.state_dict()[key], value), key
     assert main(["train", *common, *init, "--hidden-sizes", "8", "--output", str(tmp_path / "b")]) == 2
-    assert "pass --backbone tiny --hidden-sizes 16" in capsys.readouterr().err
+    assert "pass --backbone tiny --hidden-sizes 16 --ensemble-size 1." in capsys.readouterr().err
+    assert main(["train", *common, *init, "--hidden-sizes", "16", "--recipe", "improved",
+                 "--output", str(tmp_path / "c")]) == 2  # the improved recipe's ensemble is another architecture
+    said = capsys.readouterr().err
+    assert "1 head pair(s), but this run builds" in said and "px and 5; pass" in said and "--ensemble-size 1." in said

@@ -133,9 +133,10 @@ def initial_weights(path: str | Path, config: ModelConfig, categories: list[str]
         own = loaded.model.config
         raise StateChangeError(
             f"--init-from {path} holds a {own.backbone} model with hidden sizes {list(own.hidden_sizes)} at "
-            f"{own.image_size} px, but this run builds {config.backbone} with {list(config.hidden_sizes)} at "
-            f"{config.image_size} px; pass --backbone {own.backbone} --hidden-sizes "
-            f"{' '.join(map(str, own.hidden_sizes))}."
+            f"{own.image_size} px and {own.ensemble_size} head pair(s), but this run builds {config.backbone} with "
+            f"{list(config.hidden_sizes)} at {config.image_size} px and {config.ensemble_size}; pass --backbone "
+            f"{own.backbone} --hidden-sizes {' '.join(map(str, own.hidden_sizes))} --ensemble-size "
+            f"{own.ensemble_size}."
         )
     if loaded.categories != list(categories):
         raise StateChangeError(
