@@ -827,32 +827,36 @@ def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _Micr
 
     A rank with no usable video still takes part with a zero-weight input so that gradient all-reduces
     stay matched across ranks. Under DDP, gradients are all-reduced once, on the last micro-batch of a step.
+    An ensemble on frames (a fine-tuned backbone) takes one forward/backward per member, so the frames
+    holding activations at once are a single pair's 5n per video, as in the paper.
     """
     config, device, world_size = run.config, run.context.device, run.context.world_size
     empty = not prepared
     if empty:
         prepared = [_placeholder(run.model, device, run.use_features, config)]
     members = run.model.config.ensemble_size  # K
-    inputs = torch.cat([p.inputs for p in prepared])  # [B * K * 5n, ...]
-    n = len(prepared[0].labels.frames) // members  # 5n
-    state_targets = torch.cat([p.labels.state_targets for p in prepared]).to(device)
-    state_mask = torch.cat([p.labels.state_mask for p in prepared]).to(device)
-    action_targets = torch.cat([p.labels.action_targets for p in prepared]).to(device)
-    video_weight = (torch.zeros(1) if empty else run.video_weights[[p.position for p in prepared]]).to(device)  # [B]
-
-    synchronise = last_of_step or not isinstance(run.step_module, torch.nn.parallel.DistributedDataParallel)
-    with contextlib.nullcontext() if synchronise else run.step_module.no_sync():
-        with autocast(device, config.precision):
-            state_logits, action_logits = run.step_module(inputs, run.use_features)  # [B*K*5n, K, C]
-        rows, member = torch.arange(len(inputs), device=device), _member_of_rows(len(inputs), n, members, device)
-        state_logits, action_logits = state_logits[rows, member], action_logits[rows, member]  # each row's member
-        state_loss = F.cross_entropy(state_logits.float(), state_targets, reduction="none") * state_mask  # [B*K*5n]
-        action_loss = F.cross_entropy(action_logits.float(), action_targets, reduction="none")
-        weight = video_weight.repeat_interleave(members)[:, None]  # [B*K, 1]: a video's weight for each member
-        state_loss = (state_loss.view(-1, n) * weight).sum()  # summed over members: each trains as if alone
-        action_loss = config.loss.action_loss_weight * (action_loss.view(-1, n) * weight).sum()
-        loss = _release_loss_scale(state_loss + action_loss, config, world_size)
-        loss.backward()
+    batch = _MicroBatch(
+        inputs=torch.cat([p.inputs for p in prepared]),  # [B * K * 5n, ...]
+        state_targets=torch.cat([p.labels.state_targets for p in prepared]).to(device),
+        state_mask=torch.cat([p.labels.state_mask for p in prepared]).to(device),
+        action_targets=torch.cat([p.labels.action_targets for p in prepared]).to(device),
+        video_weight=(torch.zeros(1) if empty else run.video_weights[[p.position for p in prepared]]).to(device),
+        n=len(prepared[0].labels.frames) // members,  # 5n
+    )
+    is_ddp = isinstance(run.step_module, torch.nn.parallel.DistributedDataParallel)
+    groups: list[int | None] = list(range(members)) if members > 1 and not run.use_features else [None]
+    state_loss = action_loss = loss = torch.zeros((), device=device)
+    for position, member in enumerate(groups):
+        synchronise = not is_ddp or (last_of_step and position == len(groups) - 1)
+        with contextlib.nullcontext() if synchronise else run.step_module.no_sync():
+            state_part, action_part = _loss_of_rows(run, batch, member)
+            loss_part = _release_loss_scale(state_part + action_part, config, world_size)
+            loss_part.backward()
+        if len(groups) == 1:
+            state_loss, action_loss, loss = state_part, action_part, loss_part
+        else:
+            state_loss, action_loss = state_loss + state_part.detach(), action_loss + action_part.detach()
+            loss = loss + loss_part.detach()
     n_videos = torch.tensor(0.0 if empty else float(len(prepared)), dtype=torch.float64, device=device)
     logged = [loss.detach(), *(_release_loss_scale(part.detach(), config, world_size)
                                for part in (state_loss, action_loss))]
@@ -861,10 +865,40 @@ def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _Micr
     return torch.stack([logged[0].double(), logged[1].double(), logged[2].double(), n_videos])
 
 
-def _member_of_rows(n_rows: int, n: int, members: int, device: torch.device) -> torch.Tensor:
-    """LongTensor [n_rows]: the ensemble member each row of a micro-batch trains (videos' rows are K blocks
-    of ``n``, ``_Prepared``)."""
-    return (torch.arange(n_rows, device=device) // n) % members
+@dataclass(frozen=True)
+class _MicroBatch:
+    """One micro-batch's pseudo-labelled rows: B videos x K ensemble members x 5n frames (``_Prepared``)."""
+
+    inputs: torch.Tensor  # [B*K*5n, F] features or uint8 [B*K*5n, 3, crop, crop] frames
+    state_targets: torch.Tensor  # LongTensor [B*K*5n]
+    state_mask: torch.Tensor  # FloatTensor [B*K*5n]
+    action_targets: torch.Tensor  # LongTensor [B*K*5n]
+    video_weight: torch.Tensor  # FloatTensor [B]
+    n: int  # 5n: rows per video and member
+
+
+def _loss_of_rows(run: _Run, batch: _MicroBatch, member: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed state loss and weighted action loss of ensemble member ``member``'s rows (None: of every
+    row, each scored by its own member). Members' losses add up, so each member trains as it would alone."""
+    device, members, n = run.context.device, run.model.config.ensemble_size, batch.n
+    rows: slice | torch.Tensor = slice(None)
+    if member is None:
+        owner = (torch.arange(len(batch.inputs), device=device) // n) % members  # [B*K*5n]: each row's member
+        weight = batch.video_weight.repeat_interleave(members)[:, None]  # [B*K, 1]: a video's weight per member
+    else:
+        rows = torch.arange(len(batch.inputs), device=device).view(-1, members, n)[:, member].reshape(-1)  # [B*5n]
+        owner = torch.full((len(rows),), member, device=device)
+        weight = batch.video_weight[:, None]  # [B, 1]
+    with autocast(device, run.config.precision):
+        state_logits, action_logits = run.step_module(batch.inputs[rows], run.use_features)  # [R, K, C]
+    index = torch.arange(len(owner), device=device)
+    state_logits, action_logits = state_logits[index, owner], action_logits[index, owner]  # [R, C]: own member's
+    state_loss = F.cross_entropy(state_logits.float(), batch.state_targets[rows], reduction="none")
+    state_loss = state_loss * batch.state_mask[rows]  # [R]
+    action_loss = F.cross_entropy(action_logits.float(), batch.action_targets[rows], reduction="none")
+    state_loss = (state_loss.view(-1, n) * weight).sum()
+    action_loss = run.config.loss.action_loss_weight * (action_loss.view(-1, n) * weight).sum()
+    return state_loss, action_loss
 
 
 def _release_loss_scale(loss: torch.Tensor, config: TrainConfig, world_size: int) -> torch.Tensor:
