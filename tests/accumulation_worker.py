@@ -1,5 +1,6 @@
 """Run by tests/test_accumulation.py in each process of a gloo group (or alone): trains a tiny model with
-gradient accumulation, frozen or fine-tuned, and saves rank 0's parameters."""
+gradient accumulation, frozen, fine-tuned, or fine-tuned with an ensemble of two head pairs (one
+forward/backward per member), and saves rank 0's parameters."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def main(dataset: Path, output: Path, accumulate_steps: int, name: str) -> None:
     optim = OptimConfig(n_epochs=2, local_batch_size=1, accumulate_steps=accumulate_steps, warmup_epochs=0.0,
                         lr=0.05, lr_backbone=1e-8)
     # one mode per launch: a process group is set up once per process
-    config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=(16,)),
-                         optim=replace(optim, train_backbone=name == "finetuned"), seed=5)
+    config = TrainConfig(model=ModelConfig(backbone="tiny", hidden_sizes=(16,),
+                                           ensemble_size=2 if name == "finetuned-ensemble" else 1),
+                         optim=replace(optim, train_backbone=name.startswith("finetuned")), seed=5)
     paths = TrainPaths(video_roots=(dataset / "videos",), dataset_root=dataset / "dataset", output=output / name)
     result = train(config, paths, TrainOptions(device="cpu", num_workers=0, progress=False))
     if int(os.environ.get("RANK", "0")) == 0:
