@@ -1,6 +1,6 @@
 """Run by tests/test_accumulation.py in each process of a gloo group (or alone): trains a tiny model with
-gradient accumulation, frozen, fine-tuned, or fine-tuned with an ensemble of two head pairs (one
-forward/backward per member), and saves rank 0's parameters."""
+gradient accumulation, frozen, or fine-tuned with an ensemble of two head pairs (the fine-tuned path, plus
+one forward/backward per member), and saves rank 0's parameters."""
 
 from __future__ import annotations
 
