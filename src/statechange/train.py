@@ -852,11 +852,8 @@ def _backward(run: _Run, prepared: list[_Prepared], last_of_step: bool) -> _Micr
             state_part, action_part = _loss_of_rows(run, batch, member)
             loss_part = _release_loss_scale(state_part + action_part, config, world_size)
             loss_part.backward()
-        if len(groups) == 1:
-            state_loss, action_loss, loss = state_part, action_part, loss_part
-        else:
-            state_loss, action_loss = state_loss + state_part.detach(), action_loss + action_part.detach()
-            loss = loss + loss_part.detach()
+        state_loss, action_loss = state_loss + state_part.detach(), action_loss + action_part.detach()
+        loss = loss + loss_part.detach()  # 0 + x is x exactly: one group logs what it computed
     n_videos = torch.tensor(0.0 if empty else float(len(prepared)), dtype=torch.float64, device=device)
     logged = [loss.detach(), *(_release_loss_scale(part.detach(), config, world_size)
                                for part in (state_loss, action_loss))]
