@@ -31,17 +31,14 @@ from statechange.labels import ANNOTATION_ACTION, category_probabilities
 RULES = ("triplet score", "max action probability", "mean state+action probability")
 
 
-def rule_scores(state: torch.Tensor, action: torch.Tensor, n_categories: int,
-                states_exclude_action: bool) -> dict[str, np.ndarray]:
+def rule_scores(state: torch.Tensor, action: torch.Tensor, n_categories: int) -> dict[str, np.ndarray]:
     """Each ranking rule's score per category [N] from one video's logits [T, 2N+1], [T, N+1]."""
-    ranked, initial, act, end, _, scores = rank_categories(state, action, list(range(n_categories)), None,
-                                                           states_exclude_action)
+    ranked, initial, act, end, _, scores = rank_categories(state, action, list(range(n_categories)), None)
     by_category = np.empty(n_categories)
     by_category[ranked] = scores.cpu().numpy()
     index = torch.arange(n_categories)
     initial, act, end = category_probabilities(state.expand(n_categories, -1, -1),
-                                               action.expand(n_categories, -1, -1), index,
-                                               states_exclude_action)  # [N, T]
+                                               action.expand(n_categories, -1, -1), index)  # [N, T]
     return {
         RULES[0]: by_category,
         RULES[1]: act.max(dim=1).values.cpu().numpy(),
@@ -104,7 +101,7 @@ def main() -> None:
         if labels is None or video.category not in predictor.categories:
             continue
         state, action = logits_of(predictor, video, store, cache)
-        scores = rule_scores(state, action, n_categories, model.config.states_exclude_action)
+        scores = rule_scores(state, action, n_categories)
         truth = predictor.categories.index(video.category)
         has_change = bool((labels == ANNOTATION_ACTION).any())
         true_scores[has_change].append(float(scores[RULES[0]][truth]))

@@ -13,7 +13,6 @@ import tarfile
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -21,21 +20,10 @@ from safetensors.torch import load_file
 from statechange.checkpoint import load_checkpoint, save_checkpoint
 from statechange.cli import build_parser, main
 from statechange.cli.train import config_from_args
-from statechange.config import (
-    IMPROVED_ENSEMBLE,
-    IMPROVED_LR,
-    ForwardSettings,
-    ModelConfig,
-    OptimConfig,
-    TrainConfig,
-    from_dict,
-)
+from statechange.config import IMPROVED_ENSEMBLE, IMPROVED_LR, ModelConfig, OptimConfig, TrainConfig, from_dict
 from statechange.data.index import build_index
 from statechange.errors import StateChangeError
-from statechange.evaluate import logits_of, video_inputs
-from statechange.labels import category_probabilities
 from statechange.model import init_model
-from statechange.predictions import prediction_path, read_predictions
 from statechange.recipes import apply_recipe
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -118,7 +106,7 @@ def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_data
     assert main(train_arguments(tiny_dataset, interrupted, "--recipe", "improved", "--resume", *mode,
                                 lr=None)) == 0
     said = (f"recipe: improved (heads' learning rate {IMPROVED_LR:g}, the paper's {OptimConfig.lr:g}; an ensemble "
-            f"of {ensemble_size} head pairs; states exclude the action)")
+            f"of {ensemble_size} head pairs)")
     assert said in capsys.readouterr().err
 
     finished, resumed = load_checkpoint(straight / "last"), load_checkpoint(interrupted / "last")
@@ -131,8 +119,7 @@ def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_data
         return
 
     data = ["--video-roots", str(tiny_dataset / "videos"), "--dataset-root", str(tiny_dataset / "dataset")]
-    assert main(["evaluate", "--checkpoint", str(straight / "last"), *data, "--device", "cpu", "--no-progress",
-                 "--predictions-out", str(tmp_path / "evaluated")]) == 0
+    assert main(["evaluate", "--checkpoint", str(straight / "last"), *data, "--device", "cpu", "--no-progress"]) == 0
     assert said in capsys.readouterr().out
     video = build_index([tiny_dataset / "videos"], tiny_dataset / "dataset").test[0]
     assert main(["predict", "--checkpoint", str(straight / "last"), str(video.path), "--category", video.category,
@@ -140,15 +127,6 @@ def test_improved_recipe_trains_resumes_exactly_evaluates_and_predicts(tiny_data
     assert said in capsys.readouterr().out
     curves = list((tmp_path / "predicted").rglob(f"{video.video_id}*.csv"))
     assert curves, sorted(str(p) for p in (tmp_path / "predicted").rglob("*"))
-
-    # evaluate and predict read the states as the recipe trained them: "this state and not the action"
-    state, action = logits_of(finished.model, video_inputs(video), ForwardSettings("cpu"))
-    excluding = category_probabilities(state, action, video.category_index, states_exclude_action=True)
-    as_the_paper = category_probabilities(state, action, video.category_index)
-    assert not torch.allclose(excluding[0], as_the_paper[0], atol=1e-3)
-    for written in (curves[0], prediction_path(tmp_path / "evaluated", video.category, video.video_id)):
-        for column, expected in zip(read_predictions(written), excluding, strict=True):
-            np.testing.assert_allclose(column, expected.numpy(), atol=1e-5)
 
 
 @pytest.mark.slow
@@ -169,8 +147,7 @@ def test_the_paper_recipe_is_the_default_config_and_improved_changes_only_the_he
     changed = {name for name in ("model", "pseudo_labels", "loss", "optim", "augment", "frames", "recipe")
                if getattr(improved, name) != getattr(paper, name)}
     assert changed == {"model", "optim", "recipe"}
-    assert improved.model.states_exclude_action and not paper.model.states_exclude_action
-    assert replace(improved.model, ensemble_size=1, states_exclude_action=False) == paper.model
+    assert replace(improved.model, ensemble_size=1) == paper.model
     assert replace(improved.optim, lr=paper.optim.lr) == paper.optim
     with pytest.raises(StateChangeError, match="paper, improved"):
         apply_recipe(paper, "best")
@@ -229,25 +206,3 @@ def test_checkpoints_of_the_retired_teacher_and_smoothing_settings_still_load():
     old = {"recipe": {"name": "improved", "teacher_decay": 0.99}, "model": {"smoothing_seconds": 0}}
     config = from_dict(TrainConfig, old)  # the settings as an improved run before 2026-12-01 recorded them
     assert config.recipe.name == "improved" and config.model == TrainConfig().model
-
-
-def test_states_that_exclude_the_action_move_a_state_peak_out_of_the_action():
-    """The failure this setting answers: an initial-state curve that peaks where the action starts (the object
-    still unchanged, the tool already there). Read as "this state and not the action", the peak moves to
-    the second before, where the action is unlikely; elsewhere each state curve keeps its shape."""
-    n_categories, category = 2, 1
-    state = torch.full((6, 2 * n_categories + 1), -4.0)  # [T, 2N+1] logits, T = 6 seconds
-    action = torch.full((6, n_categories + 1), -4.0)  # [T, N+1]
-    state[1, 2 * category], state[2, 2 * category] = 2.0, 2.5  # initial state: second 1, higher at second 2
-    state[4, 2 * category + 1] = 3.0  # end state: second 4
-    action[2, category], action[3, category] = 3.0, 4.0  # the action: seconds 2-3
-    paper = category_probabilities(state, action, category)
-    excluding = category_probabilities(state, action, category, states_exclude_action=True)
-    assert int(paper[0].argmax()) == 2 and int(excluding[0].argmax()) == 1
-    assert int(excluding[2].argmax()) == int(paper[2].argmax()) == 4
-    torch.testing.assert_close(excluding[1], paper[1])  # the action curve itself is unchanged
-    torch.testing.assert_close(excluding[0], paper[0] * (1 - paper[1]))
-    # the batched form (one category per video) reads the same
-    batched = category_probabilities(state[None], action[None], torch.tensor([category]), states_exclude_action=True)
-    for curve, expected in zip(batched, excluding, strict=True):
-        torch.testing.assert_close(curve[0], expected)

@@ -58,10 +58,6 @@ class ModelConfig:
     # Independent (state head, action head) pairs, each trained on the pseudo-labels its own predictions
     # decode; the model predicts their mean log-probabilities. The paper: 1 (the improved recipe: IMPROVED_ENSEMBLE).
     ensemble_size: int = 1
-    # Read a frame's state probabilities as "this state and not the action": P_s1 and P_s2 times (1 - P_a),
-    # wherever curves are read (the ordering decode of training, evaluation, predict). The paper: False (the
-    # improved recipe: True). States and the action are disjoint in every annotation.
-    states_exclude_action: bool = False
 
 
 @dataclass(frozen=True)

@@ -122,8 +122,7 @@ def evaluate(
             failed.append((video.key, inputs.reason))
             continue
         state, action = logits_of(model, inputs, settings)
-        initial, act, end = (p.cpu() for p in category_probabilities(
-            state, action, video.category_index, model.config.states_exclude_action))
+        initial, act, end = (p.cpu() for p in category_probabilities(state, action, video.category_index))
         labels = read_annotation(video.annotation)  # [T']
         if len(labels) != len(initial):
             mismatches.append(f"{video.key} ({len(initial)} frames, {len(labels)} annotated seconds)")

@@ -382,7 +382,7 @@ class StateChangePredictor:
             action = torch.cat([a for _, a in logits])  # [T, N+1]
             candidates = list(range(len(self.categories))) if auto else [self.category_index(category)]
             ranked, initial, act, end, triplets, scores = rank_categories(
-                state, action, candidates, max_distance, self.model.config.states_exclude_action)
+                state, action, candidates, max_distance)
             best = 0  # ranked best first
             ranking = [(self.categories[c], float(s)) for c, s in zip(ranked, scores.tolist(), strict=True)]
             triplet = triplets[best].tolist()
@@ -426,19 +426,16 @@ def triplet_scores(initial: torch.Tensor, action: torch.Tensor, end: torch.Tenso
 
 def rank_categories(
     state: torch.Tensor, action: torch.Tensor, candidates: list[int], max_distance: int | None,
-    states_exclude_action: bool = False,
 ) -> tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every candidate category's curves and best triplet from one video's logits, best score first.
 
-    state [T, 2N+1] and action [T, N+1] logits; candidates: category indices; ``states_exclude_action``: the
-    model's ``ModelConfig`` setting (``labels.category_probabilities``). Returns the candidates
+    state [T, 2N+1] and action [T, N+1] logits; candidates: category indices. Returns the candidates
     sorted by score (stable: ties keep the given order) with, in that order, initial, action, end [C, T],
     triplets [C, 3] and scores [C].
     """
     index = torch.tensor(candidates, device=state.device)
     initial, act, end = category_probabilities(state.expand(len(candidates), -1, -1),
-                                               action.expand(len(candidates), -1, -1), index,
-                                               states_exclude_action)  # [C, T] each
+                                               action.expand(len(candidates), -1, -1), index)  # [C, T] each
     triplets = best_triplet(initial, act, end, max_distance=max_distance)  # [C, 3], one batched decode
     scores = triplet_scores(initial, act, end, triplets)  # [C]
     order = torch.sort(scores, descending=True, stable=True).indices
@@ -463,11 +460,11 @@ def load_model(path: str | Path, device: str | torch.device | None = None, preci
 
 
 def recipe_line(checkpoint: LoadedCheckpoint) -> str:
-    """``recipes.describe_recipe`` of a checkpoint's training recipe, heads' learning rate and model settings
+    """``recipes.describe_recipe`` of a checkpoint's training recipe, heads' learning rate and ensemble size
     ("paper" for checkpoints made before recipes existed; no rate where none is recorded: release models)."""
     train_config = checkpoint.metadata.get("train_config") or {}
     recipe = from_dict(RecipeConfig, train_config["recipe"]) if "recipe" in train_config else RecipeConfig()
-    return describe_recipe(recipe, (train_config.get("optim") or {}).get("lr"), checkpoint.model.config)
+    return describe_recipe(recipe, (train_config.get("optim") or {}).get("lr"), checkpoint.model.config.ensemble_size)
 
 
 def frames_config_of(checkpoint: LoadedCheckpoint) -> FrameConfig:

@@ -50,8 +50,7 @@ def n_action_classes(n_categories: int) -> int:
 
 
 def category_probabilities(
-    state_logits: torch.Tensor, action_logits: torch.Tensor, category: int | torch.Tensor,
-    states_exclude_action: bool = False,
+    state_logits: torch.Tensor, action_logits: torch.Tensor, category: int | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-frame probabilities of one category's initial state, action and end state.
 
@@ -59,8 +58,6 @@ def category_probabilities(
     LongTensor of the leading (video) dimensions. The softmax runs over *all* classes of a head,
     then the category's columns are kept: (2c, 2c+1) of the state head and c of the action head
     (always, also for N = 1, where the release picked the wrong columns).
-    ``states_exclude_action`` (``ModelConfig.states_exclude_action``, not the paper's): both state curves
-    are multiplied by 1 - action, so a frame where the action surely happens is in neither state.
     Returns (initial [..., T], action [..., T], end [..., T]) in float32.
     """
     import torch
@@ -68,13 +65,10 @@ def category_probabilities(
     state = torch.softmax(state_logits.float(), dim=-1)
     action = torch.softmax(action_logits.float(), dim=-1)
     if isinstance(category, int):
-        initial, act, end = state[..., 2 * category], action[..., category], state[..., 2 * category + 1]
-    else:
-        index = category.to(state.device).view(*category.shape, *([1] * (state.dim() - category.dim())))
-        index = index.expand(*state.shape[:-1], 1)
-        initial = state.gather(-1, 2 * index).squeeze(-1)
-        end = state.gather(-1, 2 * index + 1).squeeze(-1)
-        act = action.gather(-1, index).squeeze(-1)
-    if states_exclude_action:
-        initial, end = initial * (1 - act), end * (1 - act)
+        return state[..., 2 * category], action[..., category], state[..., 2 * category + 1]
+    index = category.to(state.device).view(*category.shape, *([1] * (state.dim() - category.dim())))
+    index = index.expand(*state.shape[:-1], 1)
+    initial = state.gather(-1, 2 * index).squeeze(-1)
+    end = state.gather(-1, 2 * index + 1).squeeze(-1)
+    act = action.gather(-1, index).squeeze(-1)
     return initial, act, end

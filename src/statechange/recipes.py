@@ -25,15 +25,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from statechange.config import (
-    IMPROVED_ENSEMBLE,
-    IMPROVED_LR,
-    RECIPES,
-    ModelConfig,
-    OptimConfig,
-    RecipeConfig,
-    TrainConfig,
-)
+from statechange.config import IMPROVED_ENSEMBLE, IMPROVED_LR, RECIPES, OptimConfig, RecipeConfig, TrainConfig
 from statechange.errors import StateChangeError
 
 
@@ -43,21 +35,19 @@ def apply_recipe(config: TrainConfig, name: str) -> TrainConfig:
         raise StateChangeError(f"Unknown recipe {name!r}: use one of {', '.join(RECIPES)}.")
     if name == "paper":
         return config
-    return replace(config, model=replace(config.model, ensemble_size=IMPROVED_ENSEMBLE, states_exclude_action=True),
+    return replace(config, model=replace(config.model, ensemble_size=IMPROVED_ENSEMBLE),
                    optim=replace(config.optim, lr=IMPROVED_LR), recipe=replace(config.recipe, name="improved"))
 
 
-def describe_recipe(recipe: RecipeConfig, lr: float | None, model: ModelConfig = ModelConfig()) -> str:
+def describe_recipe(recipe: RecipeConfig, lr: float | None, ensemble_size: int = 1) -> str:
     """One line naming a model's recipe and how its training differed from the paper's, for train / evaluate /
-    predict output; ``lr``: the heads' learning rate it was trained with (None: not recorded); ``model``: its
-    head pairs and how its states are read."""
+    predict output; ``lr``: the heads' learning rate it was trained with (None: not recorded);
+    ``ensemble_size``: its (state, action) head pairs."""
     differences = []
     if lr is not None and lr != OptimConfig.lr:
         differences.append(f"heads' learning rate {lr:g}, the paper's {OptimConfig.lr:g}")
-    if model.ensemble_size != 1:
-        differences.append(f"an ensemble of {model.ensemble_size} head pairs")
-    if model.states_exclude_action:
-        differences.append("states exclude the action")
+    if ensemble_size != 1:
+        differences.append(f"an ensemble of {ensemble_size} head pairs")
     return f"recipe: {recipe.name}" + (f" ({'; '.join(differences)})" if differences else "")
 
 

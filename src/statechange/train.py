@@ -401,7 +401,7 @@ def _set_up(config: TrainConfig, paths: TrainPaths, options: TrainOptions,
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                         num_workers=options.num_workers, collate_fn=list,
                         persistent_workers=False, pin_memory=device.type == "cuda")
-    log.print(describe_recipe(config.recipe, config.optim.lr, config.model))
+    log.print(describe_recipe(config.recipe, config.optim.lr, config.model.ensemble_size))
     log.print(f"training on {len(train_videos)} videos, {len(index.categories)} categories, {world_size} "
               f"process(es) x {batch_size} videos x {accumulate} accumulated = {world_size * batch_size * accumulate} "
               f"videos per step, {steps_per_epoch} steps per epoch, "
@@ -782,8 +782,7 @@ def _pseudo_labelled_inputs(model: StateChangeModel, item: _Item, video: Indexed
 def _member_pseudo_labels(state_logits: torch.Tensor, action_logits: torch.Tensor, video: IndexedVideo,
                           n_frames: int, n_categories: int, config: TrainConfig) -> PseudoLabels:
     """One member's ordering decode of its logits [T, 2N+1], [T, N+1] and the 5n frames it labels."""
-    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index,
-                                                  config.model.states_exclude_action)
+    initial, action, end = category_probabilities(state_logits, action_logits, video.category_index)
     triplet = best_triplet(initial, action, end, max_distance=config.pseudo_labels.max_distance).cpu()
     return pseudo_labels(triplet, video.category_index, n_categories, n_frames, config.pseudo_labels)
 
