@@ -15,14 +15,23 @@ seeds, and chance (uniformly random per-second probabilities, scored the same wa
 Variants: `paper` and `improved` are the two recipes (`statechange train --recipe`: heads' learning
 rates 1e-4 and 1e-3, one head pair and an ensemble of 5); `lr3e-4`, `lr1e-3`, `lr3e-3` and `lr1e-2` are
 the paper's recipe with those heads' learning rates (`lr1e-3` was the improved recipe before the
-ensemble); `ensemble5` is the paper's recipe with the ensemble alone; `teacher+smoothing` (the first
-improved recipe: an EMA teacher and +-2 s smoothing, withdrawn) can only be reported from stored rows:
-the code that ran it is in the history up to commit 87653ec.
+ensemble); `ensemble5` is the paper's recipe with the ensemble alone. Two variants can only be reported
+from stored rows: `teacher+smoothing` (the first improved recipe: an EMA teacher and +-2 s smoothing,
+withdrawn; its code is in the history up to commit 87653ec) and `improved+exclude` (the improved recipe
+with state curves read as "this state and not the action", not adopted; its code is commit 949dcaf).
 `--data-seed` draws another synthetic dataset of the same kind (the improved recipe was chosen on data
 seed 0; seed 1 is data it was never tried on). Each run's row is kept
 in WORK/rows/ so that runs can be split across processes and interrupted; --report (or the end of a
 run) writes the table of the rows asked for to benchmarks/results/recipes.json (recipes-data1.json for
 data seed 1, ...; or --output).
+
+`--rescore-test-videos 20` trains nothing: it scores the stored runs' last checkpoints again on 20
+annotated test videos per category of the same data seed (the dataset `--n-test-videos 20` draws, whose
+test videos share the training set's backgrounds and presenters), to tell the spread between training
+seeds from the coarseness of 5 test videos per category. Rows: WORK/rows-test20/; results:
+recipes[-dataN]-rescored-test20.json.
+
+    python benchmarks/recipes.py --rescore-test-videos 20 --seeds 0 1 2 3 4 5 6 7 8 9 [--data-seed 1]
 """
 
 from __future__ import annotations
@@ -37,16 +46,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from statechange.config import (
-    ModelConfig,
-    TrainConfig,
-)
-from statechange.data.cache import extract_videos
-from statechange.data.index import build_index, find_videos
+from statechange.checkpoint import load_checkpoint
+from statechange.config import ForwardSettings, FrameConfig, ModelConfig, TrainConfig
+from statechange.data.cache import EXACT_SOURCE, FrameCache, extract_videos, load_frames
+from statechange.data.index import IndexedVideo, build_index, find_videos
 from statechange.data.synth import HARD, make_synthetic_dataset
-from statechange.evaluate import chance_metrics
+from statechange.evaluate import chance_metrics, evaluate
+from statechange.features import FeatureStore, backbone_fingerprint, compute_features
+from statechange.model import StateChangeModel
 from statechange.recipes import apply_recipe
 from statechange.train import TrainOptions, TrainPaths, train
 
@@ -63,7 +73,7 @@ VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
        for lr in ("3e-4", "1e-3", "3e-3", "1e-2")},  # the paper's recipe with another heads' learning rate (the sweep)
     "ensemble5": lambda c: replace(c, model=replace(c.model, ensemble_size=5)),  # the ensemble without the rate
 }
-RECORDED_ONLY = ("teacher+smoothing",)  # rows stored by earlier code (see the module's docstring)
+RECORDED_ONLY = ("teacher+smoothing", "improved+exclude")  # rows stored by earlier code (see the module's docstring)
 
 
 def prepare_data(work: Path, data_seed: int, sizes: dict[str, int]) -> tuple[Path, Path]:
@@ -104,6 +114,54 @@ def run_variant(work: Path, data: Path, cache: Path, variant: str, seed: int, n_
     row_file.parent.mkdir(parents=True, exist_ok=True)
     row_file.write_text(json.dumps(row) + "\n")
     return row
+
+
+def stored_features(model: StateChangeModel, videos: list[IndexedVideo], directory: Path, cache: Path,
+                    settings: ForwardSettings) -> FeatureStore:
+    """The backbone features of the videos' exact frames, computed once per backbone into ``directory``."""
+    store = FeatureStore(directory, backbone_fingerprint(model.backbone, model.config.backbone, FrameConfig(),
+                                                         settings.precision, settings.device))
+    frame_cache = FrameCache(cache)
+
+    def frames_of(video: IndexedVideo) -> np.ndarray:
+        return load_frames(video.video, frame_cache, fps=FrameConfig().fps, size=FrameConfig().size, exact=True)
+
+    def put(video: IndexedVideo, features: torch.Tensor) -> None:
+        store.put(video.video, features.cpu(), EXACT_SOURCE)
+
+    compute_features(model, [v for v in videos if store.get(v.video, EXACT_SOURCE) is None], frames_of, put, settings)
+    return store
+
+
+def rescore_runs(work: Path, finer_work: Path, data_seed: int, n_test_videos: int, variants: list[str],
+                 seeds: list[int], n_epochs: int, hidden: int) -> list[dict]:
+    """Score the stored runs' last checkpoints again on ``n_test_videos`` annotated test videos per category
+    of the same data seed (FINER_WORK: a dataset drawn with that many, whose test videos come from the same
+    backgrounds and presenters as the training set's; its training videos are not used). Rows are kept in
+    WORK/rows-test<N>/; the test videos' backbone features are computed once, in FINER_WORK/features."""
+    data, cache = prepare_data(finer_work, data_seed, {**SIZES, "n_test_videos": n_test_videos})
+    test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+    settings = ForwardSettings("cpu")
+    rows = []
+    for seed in seeds:
+        for variant in variants:
+            name = run_name(variant, seed, n_epochs, hidden)
+            row_file = work / f"rows-test{n_test_videos}" / f"{name}.json"
+            if row_file.exists():
+                rows.append(json.loads(row_file.read_text()))
+                continue
+            if not (work / "runs" / name / "last").exists():
+                continue  # never run (or its run folder was removed): nothing to score
+            loaded = load_checkpoint(work / "runs" / name / "last")
+            store = stored_features(loaded.model, test_videos, finer_work / "features", cache, settings)
+            videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in test_videos]
+            summary = evaluate(loaded.model, videos, settings, feature_store=store).metrics.summary()
+            row = {"variant": variant, "seed": seed, **{k: round(summary[k], 2) for k in KEYS}}
+            row_file.parent.mkdir(parents=True, exist_ok=True)
+            row_file.write_text(json.dumps(row) + "\n")
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
 
 
 def aggregate(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
@@ -150,18 +208,32 @@ def main() -> None:
                         help="default benchmarks/results/recipes[-dataN].json")
     parser.add_argument("--n-test-videos", type=int, default=SIZES["n_test_videos"],
                         help="annotated test videos per category (more: a finer precision, 5 points a video at 5)")
+    parser.add_argument("--rescore-test-videos", type=int, default=None, metavar="N",
+                        help="score the stored runs' last checkpoints again on N annotated test videos per category "
+                        "of the same data seed (same backgrounds, new test videos; in WORK-testN/), without "
+                        "training; when not given, nothing is rescored")
     args = parser.parse_args()
     sizes = {**SIZES, "n_test_videos": args.n_test_videos}
     suffix = f"-data{args.data_seed}" if args.data_seed else ""
     suffix += f"-test{args.n_test_videos}" if args.n_test_videos != SIZES["n_test_videos"] else ""
     args.work = args.work or Path(f"benchmarks/results/recipes-work{suffix}")
-    args.output = args.output or Path(__file__).parent / "results" / f"recipes{suffix}.json"
+    rescored = f"-rescored-test{args.rescore_test_videos}" if args.rescore_test_videos else ""
+    args.output = args.output or Path(__file__).parent / "results" / f"recipes{suffix}{rescored}.json"
 
-    data, cache = prepare_data(args.work, args.data_seed, sizes)
-    test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+    if args.rescore_test_videos:
+        finer_work = args.work.with_name(f"{args.work.name}-test{args.rescore_test_videos}")
+        rows = rescore_runs(args.work, finer_work, args.data_seed, args.rescore_test_videos, args.variants,
+                            args.seeds, args.n_epochs, args.hidden_size)
+        sizes = {**sizes, "n_test_videos": args.rescore_test_videos}
+        test_videos = build_index([finer_work / "data" / "videos"], finer_work / "data" / "dataset",
+                                  ignore_video_weight=True).test
+    else:
+        data, cache = prepare_data(args.work, args.data_seed, sizes)
+        test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+        rows = []
     chance = {k: round(v, 2) for k, v in chance_metrics(test_videos, seed=args.data_seed).items() if k in KEYS}
-    rows = []
-    for seed in args.seeds:  # seeds outermost: an interrupted run still compares the variants on the same seeds
+    # seeds outermost: an interrupted run still compares the variants on the same seeds
+    for seed in [] if args.rescore_test_videos else args.seeds:
         for variant in args.variants:
             row_file = args.work / "rows" / f"{run_name(variant, seed, args.n_epochs, args.hidden_size)}.json"
             if args.report:
@@ -178,6 +250,7 @@ def main() -> None:
         "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} torch threads",
         "load": load, "torch": torch.__version__,
         "dataset": {"difficulty": "hard", "seed": args.data_seed, **sizes, **HARD_VIDEOS}, "n_epochs": args.n_epochs,
+        "rescored": bool(args.rescore_test_videos),  # trained on the data seed's usual set, scored on more test videos
         "hidden_size": args.hidden_size,
         "chance": chance, "rows": rows, "summary": table}, indent=2) + "\n")
     print(f"saved {args.output} ({load})")
