@@ -72,6 +72,8 @@ VARIANTS: dict[str, Callable[[TrainConfig], TrainConfig]] = {
     **{f"lr{lr}": (lambda c, lr=lr: replace(c, optim=replace(c.optim, lr=float(lr))))
        for lr in ("3e-4", "1e-3", "3e-3", "1e-2")},  # the paper's recipe with another heads' learning rate (the sweep)
     "ensemble5": lambda c: replace(c, model=replace(c.model, ensemble_size=5)),  # the ensemble without the rate
+    "improved-k10": lambda c: (lambda i: replace(i, model=replace(i.model, ensemble_size=10)))(  # 10 pairs, not 5
+        apply_recipe(c, "improved")),
 }
 RECORDED_ONLY = ("teacher+smoothing", "improved+exclude")  # rows stored by earlier code (see the module's docstring)
 
