@@ -171,6 +171,16 @@ class StateChangeModel(nn.Module):
             return self.state_head(features).unsqueeze(1), self.action_head(features).unsqueeze(1)
         return self.state_head(features), self.action_head(features)
 
+    def own_member_heads(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features [G, K, R, F], member k's rows at [:, k] -> (state logits [G, K, R, 2C+1], action logits
+        [G, K, R, C+1]): each member's heads on its own rows only (training's loss pass, where every member
+        has rows of its own: K times less head work than ``member_heads`` on every row)."""
+        if self.config.ensemble_size == 1:
+            return self.state_head(features), self.action_head(features)
+        pairs = zip(self.state_head.members, self.action_head.members, strict=True)
+        outputs = [(state(features[:, k]), action(features[:, k])) for k, (state, action) in enumerate(pairs)]
+        return torch.stack([s for s, _ in outputs], dim=1), torch.stack([a for _, a in outputs], dim=1)
+
     def member_logits(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames [N, 3, H, W] -> each member's (state logits [N, K, 2C+1], action logits [N, K, C+1])."""
         return self.member_heads(self.features(frames))

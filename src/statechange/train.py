@@ -164,8 +164,12 @@ class _TrainStep(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: torch.Tensor, from_features: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each ensemble member's logits: state [M, K, 2N+1], action [M, K, N+1] (K = 1 without one)."""
+    def forward(self, inputs: torch.Tensor, from_features: bool,
+                own_rows: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each ensemble member's logits: state [M, K, 2N+1], action [M, K, N+1] (K = 1 without one); with
+        ``own_rows``, features [G, K, R, F] and each member's logits on its own rows: [G, K, R, .]."""
+        if own_rows:
+            return self.model.own_member_heads(inputs)
         return self.model.member_heads(inputs) if from_features else self.model.member_logits(inputs)
 
 
@@ -886,10 +890,16 @@ def _loss_of_rows(run: _Run, batch: _MicroBatch, member: int | None) -> tuple[to
         rows = torch.arange(len(batch.inputs), device=device).view(-1, members, n)[:, member].reshape(-1)  # [B*5n]
         owner = torch.full((len(rows),), member, device=device)
         weight = batch.video_weight[:, None]  # [B, 1]
-    with autocast(device, run.config.precision):
-        state_logits, action_logits = run.step_module(batch.inputs[rows], run.use_features)  # [R, K, C]
-    index = torch.arange(len(owner), device=device)
-    state_logits, action_logits = state_logits[index, owner], action_logits[index, owner]  # [R, C]: own member's
+    if member is None and members > 1 and run.use_features:  # each member's heads on its own rows only
+        grouped = batch.inputs.view(-1, members, n, batch.inputs.shape[-1])  # [B, K, 5n, F]
+        with autocast(device, run.config.precision):
+            state_logits, action_logits = run.step_module(grouped, True, own_rows=True)  # [B, K, 5n, C]
+        state_logits, action_logits = state_logits.flatten(0, 2), action_logits.flatten(0, 2)  # [B*K*5n, C]
+    else:
+        with autocast(device, run.config.precision):
+            state_logits, action_logits = run.step_module(batch.inputs[rows], run.use_features)  # [R, K, C]
+        index = torch.arange(len(owner), device=device)
+        state_logits, action_logits = state_logits[index, owner], action_logits[index, owner]  # [R, C]: own
     state_loss = F.cross_entropy(state_logits.float(), batch.state_targets[rows], reduction="none")
     state_loss = state_loss * batch.state_mask[rows]  # [R]
     action_loss = F.cross_entropy(action_logits.float(), batch.action_targets[rows], reduction="none")
