@@ -136,14 +136,13 @@ def stored_features(model: StateChangeModel, videos: list[IndexedVideo], directo
     return store
 
 
-def rescore_runs(work: Path, finer_work: Path, data_seed: int, n_test_videos: int, variants: list[str],
-                 seeds: list[int], n_epochs: int, hidden: int) -> list[dict]:
-    """Score the stored runs' last checkpoints again on ``n_test_videos`` annotated test videos per category
-    of the same data seed (FINER_WORK: a dataset drawn with that many, whose test videos come from the same
-    backgrounds and presenters as the training set's; its training videos are not used). Rows are kept in
-    WORK/rows-test<N>/; the test videos' backbone features are computed once, in FINER_WORK/features."""
-    data, cache = prepare_data(finer_work, data_seed, {**SIZES, "n_test_videos": n_test_videos})
-    test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+def rescore_runs(work: Path, finer_work: Path, test_videos: list[IndexedVideo], n_test_videos: int,
+                 variants: list[str], seeds: list[int], n_epochs: int, hidden: int) -> list[dict]:
+    """Score the stored runs' last checkpoints again on ``test_videos``: the annotated test videos
+    (``n_test_videos`` per category) of FINER_WORK, a dataset of the same data seed drawn with more of them,
+    whose test videos come from the same backgrounds and presenters as the training set's (its training
+    videos are not used). Rows are kept in WORK/rows-test<N>/; the test videos' backbone features are
+    computed once, in FINER_WORK/features."""
     settings = ForwardSettings("cpu")
     rows = []
     for seed in seeds:
@@ -156,7 +155,8 @@ def rescore_runs(work: Path, finer_work: Path, data_seed: int, n_test_videos: in
             if not (work / "runs" / name / "last").exists():
                 continue  # never run (or its run folder was removed): nothing to score
             loaded = load_checkpoint(work / "runs" / name / "last")
-            store = stored_features(loaded.model, test_videos, finer_work / "features", cache, settings)
+            store = stored_features(loaded.model, test_videos, finer_work / "features", finer_work / "cache",
+                                    settings)
             videos = [replace(v, category_index=loaded.categories.index(v.category)) for v in test_videos]
             summary = evaluate(loaded.model, videos, settings, feature_store=store).metrics.summary()
             row = {"variant": variant, "seed": seed, **{k: round(summary[k], 2) for k in KEYS}}
@@ -194,6 +194,21 @@ def print_table(table: dict, chance: dict[str, float]) -> None:
         print(f"{variant:<16}" + "".join(f"{c:>26}" for c in cells))
 
 
+def trained_rows(args: argparse.Namespace, data: Path, cache: Path) -> list[dict]:
+    """The rows of the variants and seeds asked for: trained (or read back), or with --report only read."""
+    rows = []
+    for seed in args.seeds:  # seeds outermost: an interrupted run still compares the variants on the same seeds
+        for variant in args.variants:
+            row_file = args.work / "rows" / f"{run_name(variant, seed, args.n_epochs, args.hidden_size)}.json"
+            if args.report:
+                if row_file.exists():
+                    rows.append(json.loads(row_file.read_text()))
+                continue
+            rows.append(run_variant(args.work, data, cache, variant, seed, args.n_epochs, args.hidden_size))
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -225,26 +240,16 @@ def main() -> None:
 
     if args.rescore_test_videos:
         finer_work = args.work.with_name(f"{args.work.name}-test{args.rescore_test_videos}")
-        rows = rescore_runs(args.work, finer_work, args.data_seed, args.rescore_test_videos, args.variants,
-                            args.seeds, args.n_epochs, args.hidden_size)
         sizes = {**sizes, "n_test_videos": args.rescore_test_videos}
-        test_videos = build_index([finer_work / "data" / "videos"], finer_work / "data" / "dataset",
-                                  ignore_video_weight=True).test
+        data, _ = prepare_data(finer_work, args.data_seed, sizes)
+        test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
+        rows = rescore_runs(args.work, finer_work, test_videos, args.rescore_test_videos, args.variants, args.seeds,
+                            args.n_epochs, args.hidden_size)
     else:
         data, cache = prepare_data(args.work, args.data_seed, sizes)
         test_videos = build_index([data / "videos"], data / "dataset", ignore_video_weight=True).test
-        rows = []
+        rows = trained_rows(args, data, cache)
     chance = {k: round(v, 2) for k, v in chance_metrics(test_videos, seed=args.data_seed).items() if k in KEYS}
-    # seeds outermost: an interrupted run still compares the variants on the same seeds
-    for seed in [] if args.rescore_test_videos else args.seeds:
-        for variant in args.variants:
-            row_file = args.work / "rows" / f"{run_name(variant, seed, args.n_epochs, args.hidden_size)}.json"
-            if args.report:
-                if row_file.exists():
-                    rows.append(json.loads(row_file.read_text()))
-                continue
-            rows.append(run_variant(args.work, data, cache, variant, seed, args.n_epochs, args.hidden_size))
-            print(json.dumps(rows[-1]), flush=True)
     table = aggregate(rows)
     print_table(table, chance)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

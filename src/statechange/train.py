@@ -884,21 +884,20 @@ def _loss_of_rows(run: _Run, batch: _MicroBatch, member: int | None) -> tuple[to
     device, members, n = run.context.device, run.model.config.ensemble_size, batch.n
     rows: slice | torch.Tensor = slice(None)
     if member is None:
-        owner = (torch.arange(len(batch.inputs), device=device) // n) % members  # [B*K*5n]: each row's member
         weight = batch.video_weight.repeat_interleave(members)[:, None]  # [B*K, 1]: a video's weight per member
     else:
         rows = torch.arange(len(batch.inputs), device=device).view(-1, members, n)[:, member].reshape(-1)  # [B*5n]
-        owner = torch.full((len(rows),), member, device=device)
         weight = batch.video_weight[:, None]  # [B, 1]
     if member is None and members > 1 and run.use_features:  # each member's heads on its own rows only
         grouped = batch.inputs.view(-1, members, n, batch.inputs.shape[-1])  # [B, K, 5n, F]
         with autocast(device, run.config.precision):
             state_logits, action_logits = run.step_module(grouped, True, own_rows=True)  # [B, K, 5n, C]
         state_logits, action_logits = state_logits.flatten(0, 2), action_logits.flatten(0, 2)  # [B*K*5n, C]
-    else:
+    else:  # every member's heads on the rows, then each row's own member kept
         with autocast(device, run.config.precision):
             state_logits, action_logits = run.step_module(batch.inputs[rows], run.use_features)  # [R, K, C]
-        index = torch.arange(len(owner), device=device)
+        index = torch.arange(len(state_logits), device=device)
+        owner = (index // n) % members if member is None else torch.full_like(index, member)  # [R]: row's member
         state_logits, action_logits = state_logits[index, owner], action_logits[index, owner]  # [R, C]: own
     state_loss = F.cross_entropy(state_logits.float(), batch.state_targets[rows], reduction="none")
     state_loss = state_loss * batch.state_mask[rows]  # [R]
